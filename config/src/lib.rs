@@ -4,9 +4,13 @@
 
 pub mod pool;
 pub mod range;
+pub mod request;
 
 pub use pool::{LabelOperator, LabelRequirement, NodeSelector, Pool, PoolName};
 pub use range::{AddressRange, Family};
+pub use request::{
+    FamilyPolicy, Port, Protocol, ServiceKey, ServiceRequest, SharingKey, TrafficPolicy,
+};
 
 /// A validated configuration: the pools, in the order the operator wrote them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
