@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 
 /// The address family of an address or a range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,6 +79,111 @@ impl AddressRange {
         (to_u128(self.last) - to_u128(self.first)).saturating_add(1)
     }
 
+    /// The whole prefix `network/prefix_len`; host bits of `network` are
+    /// ignored, as in MetalLB. `None` when `prefix_len` is longer than the
+    /// family allows (32 or 128).
+    pub fn from_cidr(network: IpAddr, prefix_len: u8) -> Option<AddressRange> {
+        let bits = family_bits(Family::of(network));
+        if u32::from(prefix_len) > bits {
+            return None;
+        }
+        let host = host_mask(bits, prefix_len);
+        let first = to_u128(network) & !host;
+        let family = Family::of(network);
+        Some(AddressRange {
+            first: from_u128(first, family),
+            last: from_u128(first | host, family),
+        })
+    }
+
+    /// The prefix length, when the span is exactly one aligned CIDR prefix
+    /// (a single address is a `/32` or `/128`).
+    pub fn prefix_len(&self) -> Option<u8> {
+        let first = to_u128(self.first);
+        let span = to_u128(self.last) - first;
+        // A prefix holds 2^k addresses and starts on a multiple of 2^k:
+        // `span` is then k one-bits, none of which are set in `first`.
+        let is_prefix = span & span.wrapping_add(1) == 0 && first & span == 0;
+        let bits = family_bits(self.family());
+        // `span.count_ones() <= bits <= 128`, so the difference fits a u8.
+        is_prefix.then(|| (bits - span.count_ones()) as u8)
+    }
+
+    /// The span as an operator writes it in a pool: `198.51.100.0/28` when it
+    /// is one prefix, else `198.51.100.100-198.51.100.120`. Reading it back
+    /// with [`AddressRange::parse`] gives the same span.
+    pub fn to_notation(&self) -> String {
+        match self.prefix_len() {
+            Some(len) => format!("{}/{len}", self.first),
+            None => format!("{}-{}", self.first, self.last),
+        }
+    }
+
+    /// Reads one `addresses` entry the way MetalLB's legacy format does: a
+    /// CIDR (`198.51.100.0/28`; host bits are ignored but reported) or a span
+    /// `a-b` whose ends may be surrounded by spaces (`a - b`). A bare address
+    /// is refused: MetalLB wants `/32` or `/128` for one address.
+    pub fn parse(text: &str) -> Result<ParsedRange, AddressError> {
+        let text = text.trim();
+        let owned = || text.to_owned();
+        if let Some((first, last)) = text.split_once('-') {
+            let parse_end = |part: &str| {
+                let part = part.trim();
+                part.parse::<IpAddr>()
+                    .map_err(|_| AddressError::NotAnAddress {
+                        text: owned(),
+                        part: part.to_owned(),
+                    })
+            };
+            let (first, last) = (parse_end(first)?, parse_end(last)?);
+            if Family::of(first) != Family::of(last) {
+                return Err(AddressError::MixedFamilies { text: owned() });
+            }
+            let range = AddressRange::new(first, last).ok_or_else(|| AddressError::Reversed {
+                text: owned(),
+                first,
+                last,
+            })?;
+            return Ok(ParsedRange {
+                range,
+                host_bits_set: false,
+            });
+        }
+        let Some((ip, len)) = text.split_once('/') else {
+            return Err(match text.parse::<IpAddr>() {
+                Ok(ip) => AddressError::SingleAddress {
+                    text: owned(),
+                    ip,
+                    len: max_prefix_len(Family::of(ip)),
+                },
+                Err(_) => AddressError::Unrecognised { text: owned() },
+            });
+        };
+        let ip: IpAddr = ip.parse().map_err(|_| AddressError::NotAnAddress {
+            text: owned(),
+            part: ip.to_owned(),
+        })?;
+        // Digits only: `u8::from_str` would also take a sign.
+        let len: u8 = (!len.is_empty() && len.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| len.parse().ok())
+            .flatten()
+            .ok_or_else(|| AddressError::NotAPrefixLength {
+                text: owned(),
+                part: len.to_owned(),
+            })?;
+        let range =
+            AddressRange::from_cidr(ip, len).ok_or_else(|| AddressError::PrefixTooLong {
+                text: owned(),
+                len,
+                family: Family::of(ip),
+                max: max_prefix_len(Family::of(ip)),
+            })?;
+        Ok(ParsedRange {
+            range,
+            host_bits_set: range.first != ip,
+        })
+    }
+
     /// The overlap of two spans, if any.
     pub fn intersection(&self, other: &AddressRange) -> Option<AddressRange> {
         if self.family() != other.family() {
@@ -100,6 +206,113 @@ impl fmt::Display for AddressRange {
             write!(f, "{}-{}", self.first, self.last)
         }
     }
+}
+
+impl FromStr for AddressRange {
+    type Err = AddressError;
+
+    /// Reads a CIDR or an `a-b` span, as [`AddressRange::parse`] does.
+    fn from_str(text: &str) -> Result<AddressRange, AddressError> {
+        AddressRange::parse(text).map(|parsed| parsed.range)
+    }
+}
+
+/// One `addresses` entry, read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParsedRange {
+    /// The addresses it means.
+    pub range: AddressRange,
+    /// It was a CIDR whose address had host bits set (`198.51.100.5/24`):
+    /// accepted as meaning the whole network, but likely a typo.
+    pub host_bits_set: bool,
+}
+
+/// An `addresses` entry that is not a CIDR or an `a-b` span. Each variant
+/// quotes the entry as written (trimmed) and says what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// No `/` and no `-`, and not an address either.
+    #[error("{text:?} is neither a CIDR nor a range a-b")]
+    Unrecognised {
+        /// The entry.
+        text: String,
+    },
+    /// A bare address: MetalLB's format wants `/32` or `/128`.
+    #[error(
+        "{text:?} is a single address, not a CIDR or a range a-b; write {ip}/{len} for that one address"
+    )]
+    SingleAddress {
+        /// The entry.
+        text: String,
+        /// The address.
+        ip: IpAddr,
+        /// The prefix length of one address of its family.
+        len: u8,
+    },
+    /// One side of the entry is not an IP address.
+    #[error("{text:?} is neither a CIDR nor a range a-b: {part:?} is not an IP address")]
+    NotAnAddress {
+        /// The entry.
+        text: String,
+        /// The side that is not an address.
+        part: String,
+    },
+    /// What follows `/` is not a number.
+    #[error("{text:?} is neither a CIDR nor a range a-b: {part:?} is not a prefix length")]
+    NotAPrefixLength {
+        /// The entry.
+        text: String,
+        /// What follows the `/`.
+        part: String,
+    },
+    /// A prefix longer than the family allows.
+    #[error("{text:?} has a /{len} prefix, longer than the {max} bits of an {family} address")]
+    PrefixTooLong {
+        /// The entry.
+        text: String,
+        /// The prefix length written.
+        len: u8,
+        /// The family of the address written.
+        family: Family,
+        /// The longest prefix of that family.
+        max: u8,
+    },
+    /// A span from an IPv4 to an IPv6 address or back.
+    #[error("range {text:?} runs from one address family to the other")]
+    MixedFamilies {
+        /// The entry.
+        text: String,
+    },
+    /// A span whose start lies after its end.
+    #[error("range {text:?} is reversed: its start {first} comes after its end {last}")]
+    Reversed {
+        /// The entry.
+        text: String,
+        /// The start as written.
+        first: IpAddr,
+        /// The end as written.
+        last: IpAddr,
+    },
+}
+
+/// The number of bits of an address of `family`.
+fn family_bits(family: Family) -> u32 {
+    u32::from(max_prefix_len(family))
+}
+
+/// The prefix length of a single address of `family`.
+fn max_prefix_len(family: Family) -> u8 {
+    match family {
+        Family::V4 => 32,
+        Family::V6 => 128,
+    }
+}
+
+/// The host part of a `/prefix_len` in an address of `bits` bits.
+fn host_mask(bits: u32, prefix_len: u8) -> u128 {
+    let host_bits = bits - u32::from(prefix_len);
+    // `checked_shl` is `None` for a shift by 128: a /0 of IPv6.
+    1u128.checked_shl(host_bits).map_or(u128::MAX, |b| b - 1)
 }
 
 /// An address as an integer, so ranges compare and subtract without

@@ -1,7 +1,7 @@
 //! What one Service asks of ferrolb, read from its spec and annotations. This
 //! is the only file of the crate that names a Kubernetes type.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -119,4 +119,515 @@ pub struct ServiceRequest {
     /// `spec.selector`: with `Local` traffic, sharing Services must select the
     /// same pods.
     pub selector: BTreeMap<String, String>,
+}
+
+/// The `spec.loadBalancerClass` ferrolb answers to. Services without a class
+/// are served too, as the default load balancer of the cluster.
+pub const LOAD_BALANCER_CLASS: &str = "ferrolb.io/layer2";
+
+/// Annotation naming the pool a Service's addresses must come from.
+pub const ADDRESS_POOL_ANNOTATION: &str = "ferrolb.io/address-pool";
+/// MetalLB's spellings of [`ADDRESS_POOL_ANNOTATION`], read as aliases.
+pub const ADDRESS_POOL_ALIASES: [&str; 2] = [
+    "metallb.io/address-pool",
+    "metallb.universe.tf/address-pool",
+];
+
+/// Annotation requesting specific addresses, comma-separated, at most one
+/// per family.
+pub const LOAD_BALANCER_IPS_ANNOTATION: &str = "ferrolb.io/loadBalancerIPs";
+/// MetalLB's spellings of [`LOAD_BALANCER_IPS_ANNOTATION`], read as aliases.
+pub const LOAD_BALANCER_IPS_ALIASES: [&str; 2] = [
+    "metallb.io/loadBalancerIPs",
+    "metallb.universe.tf/loadBalancerIPs",
+];
+
+/// Annotation carrying the sharing key: Services with equal keys may share
+/// an address.
+pub const ALLOW_SHARED_IP_ANNOTATION: &str = "ferrolb.io/allow-shared-ip";
+/// MetalLB's spellings of [`ALLOW_SHARED_IP_ANNOTATION`], read as aliases.
+pub const ALLOW_SHARED_IP_ALIASES: [&str; 2] = [
+    "metallb.io/allow-shared-ip",
+    "metallb.universe.tf/allow-shared-ip",
+];
+
+/// Whether ferrolb serves a Service, and if so what it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Served {
+    /// ferrolb serves it.
+    Ours(ServiceRequest),
+    /// Not ferrolb's: it must hold no ferrolb address.
+    NotOurs(NotServed),
+}
+
+/// Why ferrolb does not serve a Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotServed {
+    /// `spec.type` is not `LoadBalancer`.
+    NotLoadBalancer {
+        /// Its type (`ClusterIP` when unset).
+        service_type: String,
+    },
+    /// `spec.loadBalancerClass` names another implementation.
+    OtherClass {
+        /// The class.
+        class: String,
+    },
+    /// The object has no name or namespace (never so from the API server).
+    Unnamed,
+}
+
+impl fmt::Display for NotServed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotServed::NotLoadBalancer { service_type } => {
+                write!(f, "its type is {service_type}, not LoadBalancer")
+            }
+            NotServed::OtherClass { class } => write!(
+                f,
+                "its loadBalancerClass is {class:?}, not {LOAD_BALANCER_CLASS:?}"
+            ),
+            NotServed::Unnamed => f.write_str("it has no name or namespace"),
+        }
+    }
+}
+
+/// Where a Service says something: a spec field or an annotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A field of the Service, e.g. `spec.loadBalancerIP`.
+    Field(&'static str),
+    /// An annotation, by name.
+    Annotation(&'static str),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Field(field) => f.write_str(field),
+            Origin::Annotation(name) => write!(f, "annotation {name}"),
+        }
+    }
+}
+
+/// A Service ferrolb should serve but whose request cannot be read. Nothing
+/// is allocated for it until the Service changes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Service {service}: {problem}")]
+pub struct RequestError {
+    /// The Service.
+    pub service: ServiceKey,
+    /// What is wrong with its request (boxed: errors stay small to pass
+    /// around).
+    pub problem: Box<RequestProblem>,
+}
+
+impl RequestError {
+    fn new(service: &ServiceKey, problem: RequestProblem) -> RequestError {
+        RequestError {
+            service: service.clone(),
+            problem: Box::new(problem),
+        }
+    }
+
+    /// A stable label for metrics and events.
+    pub fn label(&self) -> &'static str {
+        match *self.problem {
+            RequestProblem::Disagree { .. } => "conflicting_requests",
+            RequestProblem::UnparsableIp { .. } => "unparsable_ip",
+            RequestProblem::TwoOfOneFamily { .. } => "two_ips_of_one_family",
+            RequestProblem::FamilyNotServed { .. } => "ip_family_not_served",
+            RequestProblem::UnknownValue { .. } => "unknown_value",
+            RequestProblem::BadPort { .. } => "bad_port",
+        }
+    }
+}
+
+/// What is wrong with a Service's request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestProblem {
+    /// The same request written two ways that disagree.
+    #[error(
+        "{first} says {first_value:?} but {second} says {second_value:?}; remove one or make them agree"
+    )]
+    Disagree {
+        /// One place.
+        first: Origin,
+        /// What it says.
+        first_value: String,
+        /// The other place.
+        second: Origin,
+        /// What that says.
+        second_value: String,
+    },
+    /// A requested address that is not an IP address.
+    #[error("{origin}: {value:?} is not an IP address")]
+    UnparsableIp {
+        /// Where it was requested.
+        origin: Origin,
+        /// What was written.
+        value: String,
+    },
+    /// Two requested addresses of one family.
+    #[error(
+        "{origin} requests two {family} addresses ({first} and {second}); a Service gets at most one per family"
+    )]
+    TwoOfOneFamily {
+        /// Where they were requested.
+        origin: Origin,
+        /// Their family.
+        family: crate::Family,
+        /// The first.
+        first: IpAddr,
+        /// The second.
+        second: IpAddr,
+    },
+    /// A requested address of a family the Service does not have.
+    #[error(
+        "{origin} requests {ip}, an {family} address, but spec.ipFamilies is [{}]",
+        families.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    FamilyNotServed {
+        /// Where it was requested.
+        origin: Origin,
+        /// The address.
+        ip: IpAddr,
+        /// Its family.
+        family: crate::Family,
+        /// The Service's families.
+        families: Vec<crate::Family>,
+    },
+    /// A spec field with a value Kubernetes does not define.
+    #[error("{field}: unknown value {value:?}")]
+    UnknownValue {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// A port number outside 1–65535.
+    #[error("spec.ports[{index}].port: {port} is not a port number")]
+    BadPort {
+        /// The index in `spec.ports`.
+        index: usize,
+        /// The number.
+        port: i32,
+    },
+}
+
+/// Reads what a Service asks of ferrolb.
+///
+/// A Service is ferrolb's when `spec.type` is `LoadBalancer` and
+/// `spec.loadBalancerClass` is unset or [`LOAD_BALANCER_CLASS`]; a Service
+/// that is not ferrolb's is never an error, whatever its annotations say.
+///
+/// Families: the API server fills `spec.ipFamilies` and
+/// `spec.ipFamilyPolicy` on create, so they are read as written. A
+/// `PreferDualStack` Service that has only one family (the cluster is
+/// single-stack) is served as single-stack: an address of a family the
+/// Service lacks would not be routed. If `ipFamilies` is empty (an object
+/// not from the API server), the primary family is that of the first
+/// requested address, else IPv4, and the policy defaults to `SingleStack`.
+///
+/// Requests: `spec.loadBalancerIP` and the `loadBalancerIPs` annotation (any
+/// spelling) may both be set only if they request the same addresses; alias
+/// annotations must agree likewise. Empty values count as unset.
+pub fn read(svc: &k8s_openapi::api::core::v1::Service) -> Result<Served, RequestError> {
+    let empty = Default::default();
+    let spec = svc.spec.as_ref().unwrap_or(&empty);
+    let service_type = spec.type_.as_deref().unwrap_or("ClusterIP");
+    if service_type != "LoadBalancer" {
+        return Ok(Served::NotOurs(NotServed::NotLoadBalancer {
+            service_type: service_type.to_owned(),
+        }));
+    }
+    if let Some(class) = spec.load_balancer_class.as_deref()
+        && class != LOAD_BALANCER_CLASS
+    {
+        return Ok(Served::NotOurs(NotServed::OtherClass {
+            class: class.to_owned(),
+        }));
+    }
+    let (Some(namespace), Some(name)) = (&svc.metadata.namespace, &svc.metadata.name) else {
+        // Objects from the API server are always named; this one cannot be
+        // given an address, nor be told why.
+        return Ok(Served::NotOurs(NotServed::Unnamed));
+    };
+    let key = ServiceKey::new(namespace.as_str(), name.as_str());
+    let no_annotations = BTreeMap::new();
+    let annotations = svc.metadata.annotations.as_ref().unwrap_or(&no_annotations);
+
+    let requested = requested_ips(&key, spec.load_balancer_ip.as_deref(), annotations)?;
+    let families = family_policy(&key, spec, requested.as_ref())?;
+    if let Some((origin, ips)) = &requested {
+        check_families(&key, *origin, ips, &families.1)?;
+    }
+    let pool = agreed(
+        &key,
+        annotations,
+        ADDRESS_POOL_ANNOTATION,
+        &ADDRESS_POOL_ALIASES,
+    )?;
+    let sharing = agreed(
+        &key,
+        annotations,
+        ALLOW_SHARED_IP_ANNOTATION,
+        &ALLOW_SHARED_IP_ALIASES,
+    )?
+    .map(SharingKey);
+    let traffic_policy = match spec.external_traffic_policy.as_deref() {
+        None | Some("Cluster") => TrafficPolicy::Cluster,
+        Some("Local") => TrafficPolicy::Local,
+        Some(other) => {
+            return Err(RequestError::new(
+                &key,
+                RequestProblem::UnknownValue {
+                    field: "spec.externalTrafficPolicy",
+                    value: other.to_owned(),
+                },
+            ));
+        }
+    };
+    let ports = spec
+        .ports
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(index, p)| port(&key, index, p))
+        .collect::<Result<Vec<Port>, RequestError>>()?;
+    Ok(Served::Ours(ServiceRequest {
+        key,
+        families: families.0,
+        requested: requested.map(|(_, ips)| ips).unwrap_or_default(),
+        pool,
+        sharing,
+        ports,
+        traffic_policy,
+        selector: spec.selector.clone().unwrap_or_default(),
+    }))
+}
+
+/// The addresses requested, with where, once every way of requesting them
+/// agrees. `None` when none are.
+fn requested_ips(
+    key: &ServiceKey,
+    spec_ip: Option<&str>,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Option<(Origin, Vec<IpAddr>)>, RequestError> {
+    let mut written: Vec<(Origin, &str)> = Vec::new();
+    if let Some(ip) = spec_ip.filter(|ip| !ip.trim().is_empty()) {
+        written.push((Origin::Field("spec.loadBalancerIP"), ip));
+    }
+    for name in std::iter::once(LOAD_BALANCER_IPS_ANNOTATION).chain(LOAD_BALANCER_IPS_ALIASES) {
+        if let Some(value) = annotations.get(name).filter(|v| !v.trim().is_empty()) {
+            written.push((Origin::Annotation(name), value));
+        }
+    }
+    let mut agreed: Option<(Origin, &str, Vec<IpAddr>)> = None;
+    for (origin, value) in written {
+        let ips = value
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.parse::<IpAddr>().map_err(|_| {
+                    RequestError::new(
+                        key,
+                        RequestProblem::UnparsableIp {
+                            origin,
+                            value: part.to_owned(),
+                        },
+                    )
+                })
+            })
+            .collect::<Result<Vec<IpAddr>, RequestError>>()?;
+        match &agreed {
+            None => agreed = Some((origin, value, ips)),
+            Some((first, first_value, first_ips)) => {
+                let as_set = |ips: &[IpAddr]| ips.iter().copied().collect::<BTreeSet<IpAddr>>();
+                if as_set(first_ips) != as_set(&ips) {
+                    return Err(RequestError::new(
+                        key,
+                        RequestProblem::Disagree {
+                            first: *first,
+                            first_value: first_value.to_string(),
+                            second: origin,
+                            second_value: value.to_owned(),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    let Some((origin, _, ips)) = agreed else {
+        return Ok(None);
+    };
+    for (i, first) in ips.iter().enumerate() {
+        if let Some(second) = ips[i + 1..]
+            .iter()
+            .find(|ip| crate::Family::of(**ip) == crate::Family::of(*first))
+        {
+            return Err(RequestError::new(
+                key,
+                RequestProblem::TwoOfOneFamily {
+                    origin,
+                    family: crate::Family::of(*first),
+                    first: *first,
+                    second: *second,
+                },
+            ));
+        }
+    }
+    Ok(Some((origin, ips)))
+}
+
+/// The family policy, and the families the Service has (the ones requested
+/// addresses may be of).
+fn family_policy(
+    key: &ServiceKey,
+    spec: &k8s_openapi::api::core::v1::ServiceSpec,
+    requested: Option<&(Origin, Vec<IpAddr>)>,
+) -> Result<(FamilyPolicy, Vec<crate::Family>), RequestError> {
+    let mut families = Vec::new();
+    for family in spec.ip_families.iter().flatten() {
+        let family = match family.as_str() {
+            "IPv4" => crate::Family::V4,
+            "IPv6" => crate::Family::V6,
+            other => {
+                return Err(RequestError::new(
+                    key,
+                    RequestProblem::UnknownValue {
+                        field: "spec.ipFamilies",
+                        value: other.to_owned(),
+                    },
+                ));
+            }
+        };
+        if !families.contains(&family) {
+            families.push(family);
+        }
+    }
+    let filled = !families.is_empty();
+    let primary = families.first().copied().unwrap_or_else(|| {
+        requested
+            .and_then(|(_, ips)| ips.first())
+            .map_or(crate::Family::V4, |ip| crate::Family::of(*ip))
+    });
+    let other = match primary {
+        crate::Family::V4 => crate::Family::V6,
+        crate::Family::V6 => crate::Family::V4,
+    };
+    let policy = match spec.ip_family_policy.as_deref() {
+        None | Some("SingleStack") => FamilyPolicy::Single(primary),
+        Some("PreferDualStack") if filled && families.len() == 1 => FamilyPolicy::Single(primary),
+        Some("PreferDualStack") => FamilyPolicy::PreferDual(primary),
+        Some("RequireDualStack") => FamilyPolicy::RequireDual(primary),
+        Some(other) => {
+            return Err(RequestError::new(
+                key,
+                RequestProblem::UnknownValue {
+                    field: "spec.ipFamilyPolicy",
+                    value: other.to_owned(),
+                },
+            ));
+        }
+    };
+    if !filled {
+        families.push(primary);
+        if !matches!(policy, FamilyPolicy::Single(_)) {
+            families.push(other);
+        }
+    }
+    Ok((policy, families))
+}
+
+/// Refuses a requested address of a family the Service does not have.
+fn check_families(
+    key: &ServiceKey,
+    origin: Origin,
+    ips: &[IpAddr],
+    families: &[crate::Family],
+) -> Result<(), RequestError> {
+    match ips
+        .iter()
+        .find(|ip| !families.contains(&crate::Family::of(**ip)))
+    {
+        Some(ip) => Err(RequestError::new(
+            key,
+            RequestProblem::FamilyNotServed {
+                origin,
+                ip: *ip,
+                family: crate::Family::of(*ip),
+                families: families.to_vec(),
+            },
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The value of an annotation set under its name or any alias, once they
+/// agree; empty values count as unset.
+fn agreed(
+    key: &ServiceKey,
+    annotations: &BTreeMap<String, String>,
+    name: &'static str,
+    aliases: &[&'static str],
+) -> Result<Option<String>, RequestError> {
+    let mut found: Option<(&'static str, &String)> = None;
+    for name in std::iter::once(name).chain(aliases.iter().copied()) {
+        let Some(value) = annotations.get(name).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        match found {
+            None => found = Some((name, value)),
+            Some((first, first_value)) if first_value != value => {
+                return Err(RequestError::new(
+                    key,
+                    RequestProblem::Disagree {
+                        first: Origin::Annotation(first),
+                        first_value: first_value.clone(),
+                        second: Origin::Annotation(name),
+                        second_value: value.clone(),
+                    },
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(found.map(|(_, value)| value.clone()))
+}
+
+/// One `spec.ports` entry.
+fn port(
+    key: &ServiceKey,
+    index: usize,
+    p: &k8s_openapi::api::core::v1::ServicePort,
+) -> Result<Port, RequestError> {
+    let protocol = match p.protocol.as_deref() {
+        None | Some("TCP") => Protocol::Tcp,
+        Some("UDP") => Protocol::Udp,
+        Some("SCTP") => Protocol::Sctp,
+        Some(other) => {
+            return Err(RequestError::new(
+                key,
+                RequestProblem::UnknownValue {
+                    field: "spec.ports[].protocol",
+                    value: other.to_owned(),
+                },
+            ));
+        }
+    };
+    let port = u16::try_from(p.port)
+        .ok()
+        .filter(|&n| n != 0)
+        .ok_or_else(|| {
+            RequestError::new(
+                key,
+                RequestProblem::BadPort {
+                    index,
+                    port: p.port,
+                },
+            )
+        })?;
+    Ok(Port { port, protocol })
 }
