@@ -1,2 +1,13 @@
-//! ferrolb's end-to-end harness: a real control plane and real network
-//! namespaces.
+//! ferrolb's end-to-end harness: a real control plane ([`control_plane`]),
+//! real network namespaces ([`netns`]), builders for the objects a kubelet and
+//! controller-manager would otherwise create ([`objects`]), and waits with
+//! deadlines ([`wait`]). Tests live in `tests/*.rs`, one behaviour per file.
+
+pub mod control_plane;
+pub mod netns;
+pub mod objects;
+pub mod wait;
+
+pub use control_plane::ControlPlane;
+pub use netns::{Lan, Netns};
+pub use wait::wait_for;

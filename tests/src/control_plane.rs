@@ -1,0 +1,117 @@
+//! The real control plane the tests run against: etcd and kube-apiserver
+//! started by `tests/cluster/control-plane`. A test binary attaches to the one
+//! named by `FERROLB_KUBECONFIG`, or starts (and leaves running) the shared one.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tokio::sync::OnceCell;
+
+/// The script that builds, starts and stops the control plane.
+pub fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/control-plane")
+}
+
+/// A running control plane: where its kubeconfig is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct ControlPlane {
+    /// The admin kubeconfig, accepted by kubectl and kube-rs.
+    pub kubeconfig: PathBuf,
+    /// The kubectl built with the API server, of the same version.
+    pub kubectl: PathBuf,
+}
+
+static SHARED: OnceCell<ControlPlane> = OnceCell::const_new();
+
+impl ControlPlane {
+    /// The control plane of this test binary, started on first use.
+    pub async fn get() -> &'static ControlPlane {
+        SHARED
+            .get_or_init(|| async {
+                tokio::task::spawn_blocking(ControlPlane::attach_or_start)
+                    .await
+                    .expect("control plane start panicked")
+            })
+            .await
+    }
+
+    fn attach_or_start() -> ControlPlane {
+        let kubeconfig = match std::env::var_os("FERROLB_KUBECONFIG") {
+            Some(path) => PathBuf::from(path),
+            None => {
+                let status = Command::new(script())
+                    .arg("up")
+                    .status()
+                    .expect("run tests/cluster/control-plane");
+                assert!(status.success(), "tests/cluster/control-plane up failed");
+                let env = Command::new(script())
+                    .arg("env")
+                    .output()
+                    .expect("run tests/cluster/control-plane env");
+                let env = String::from_utf8_lossy(&env.stdout);
+                let path = env
+                    .lines()
+                    .find_map(|l| l.strip_prefix("export KUBECONFIG="))
+                    .expect("control-plane env prints KUBECONFIG");
+                PathBuf::from(path)
+            }
+        };
+        let kubectl = kubeconfig.with_file_name("kubectl");
+        assert!(
+            kubectl.exists(),
+            "no kubectl beside {}: start the control plane with tests/cluster/control-plane up",
+            kubeconfig.display()
+        );
+        ControlPlane {
+            kubeconfig,
+            kubectl,
+        }
+    }
+
+    /// A fresh client authenticated as the cluster admin.
+    pub async fn client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("load kubeconfig");
+        Client::try_from(config).expect("build client")
+    }
+
+    /// Runs kubectl against this control plane and returns its standard
+    /// output; panics with its standard error when it fails.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.kubectl_command().args(args).output().expect("run kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A kubectl command with this control plane's kubeconfig.
+    pub fn kubectl_command(&self) -> Command {
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        cmd
+    }
+}
+
+/// A name unique to this test run, for namespaces and cluster-scoped objects
+/// (a namespace is never really deleted without a controller-manager).
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "{prefix}-{:x}{:x}-{}",
+        std::process::id(),
+        nanos % 0xfff,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
