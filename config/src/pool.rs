@@ -190,3 +190,179 @@ impl NodeSelector {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn pool(ranges: &[&str], avoid_buggy_ips: bool) -> Pool {
+        Pool {
+            name: PoolName("p".into()),
+            ranges: ranges.iter().map(|r| r.parse().unwrap()).collect(),
+            auto_assign: true,
+            avoid_buggy_ips,
+            node_selectors: vec![],
+            interfaces: vec![],
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn buggy_addresses_are_ipv4_ones_ending_in_0_or_255() {
+        assert!(is_buggy(ip("198.51.100.0")));
+        assert!(is_buggy(ip("198.51.100.255")));
+        assert!(!is_buggy(ip("198.51.100.1")));
+        assert!(!is_buggy(ip("198.51.100.254")));
+        assert!(!is_buggy(ip("2001:db8::ff")));
+        assert!(!is_buggy(ip("2001:db8::")));
+    }
+
+    #[test]
+    fn avoid_buggy_ips_makes_0_and_255_unusable_anywhere_in_the_pool() {
+        let p = pool(&["198.51.100.250-198.51.101.5"], true);
+        assert!(p.contains(ip("198.51.100.255")));
+        assert!(!p.is_usable(ip("198.51.100.255")));
+        assert!(!p.is_usable(ip("198.51.101.0")));
+        assert!(p.is_usable(ip("198.51.101.1")));
+        assert_eq!(p.address_count(Family::V4), 12 - 2);
+        let without = pool(&["198.51.100.250-198.51.101.5"], false);
+        assert!(without.is_usable(ip("198.51.100.255")));
+        assert_eq!(without.address_count(Family::V4), 12);
+    }
+
+    #[test]
+    fn address_counts_are_per_family_and_exact_for_a_slash_64() {
+        let p = pool(
+            &["198.51.100.0/24", "2001:db8:1::/64", "2001:db8:2::/127"],
+            true,
+        );
+        assert_eq!(p.address_count(Family::V4), 254);
+        assert_eq!(p.address_count(Family::V6), 18_446_744_073_709_551_618);
+    }
+
+    #[test]
+    fn node_selectors_follow_kubernetes_label_selector_semantics() {
+        let labels: BTreeMap<String, String> = [("rack", "frontend"), ("zone", "a")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let req = |key: &str, operator| LabelRequirement {
+            key: key.to_owned(),
+            operator,
+        };
+        let selector = |reqs| NodeSelector {
+            match_labels: BTreeMap::new(),
+            match_expressions: reqs,
+        };
+        assert!(NodeSelector::default().matches(&labels));
+        assert!(
+            selector(vec![req(
+                "rack",
+                LabelOperator::In(vec!["frontend".into()])
+            )])
+            .matches(&labels)
+        );
+        assert!(
+            !selector(vec![req(
+                "rack",
+                LabelOperator::NotIn(vec!["frontend".into()])
+            )])
+            .matches(&labels)
+        );
+        assert!(
+            selector(vec![req(
+                "speed",
+                LabelOperator::NotIn(vec!["slow".into()])
+            )])
+            .matches(&labels)
+        );
+        assert!(selector(vec![req("zone", LabelOperator::Exists)]).matches(&labels));
+        assert!(!selector(vec![req("zone", LabelOperator::DoesNotExist)]).matches(&labels));
+        let by_label = NodeSelector {
+            match_labels: [("rack".to_owned(), "backend".to_owned())].into(),
+            match_expressions: vec![],
+        };
+        assert!(!by_label.matches(&labels));
+    }
+
+    #[test]
+    fn overlaps_name_the_shared_addresses() {
+        let a: AddressRange = "198.51.100.0/28".parse().unwrap();
+        let b: AddressRange = "198.51.100.8-198.51.100.40".parse().unwrap();
+        let c: AddressRange = "2001:db8::/64".parse().unwrap();
+        let found = overlaps(&[(b, 'b'), (c, 'c'), (a, 'a')]);
+        assert_eq!(
+            found,
+            vec![Overlap {
+                earlier: 'a',
+                later: 'b',
+                shared: "198.51.100.8-198.51.100.15".parse().unwrap(),
+            }]
+        );
+    }
+
+    #[test]
+    fn ranges_that_touch_do_not_overlap() {
+        let a: AddressRange = "198.51.100.0/28".parse().unwrap();
+        let b: AddressRange = "198.51.100.16/28".parse().unwrap();
+        assert_eq!(overlaps(&[(a, 0), (b, 1)]), vec![]);
+    }
+
+    /// Small spans of either family, so that overlaps are frequent.
+    fn small_range() -> impl Strategy<Value = AddressRange> {
+        (any::<bool>(), 0u8..40, 0u8..12).prop_map(|(v6, start, len)| {
+            let (first, last) = (u32::from(start), u32::from(start) + u32::from(len));
+            if v6 {
+                AddressRange::new(
+                    Ipv6Addr::from(u128::from(first)).into(),
+                    Ipv6Addr::from(u128::from(last)).into(),
+                )
+            } else {
+                AddressRange::new(Ipv4Addr::from(first).into(), Ipv4Addr::from(last).into())
+            }
+            .unwrap()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_sweep_agrees_with_comparing_every_pair(
+            ranges in proptest::collection::vec(small_range(), 0..12)
+        ) {
+            let tagged: Vec<(AddressRange, usize)> =
+                ranges.iter().copied().enumerate().map(|(i, r)| (r, i)).collect();
+            let found = overlaps(&tagged);
+            // Every reported pair really shares exactly the reported span.
+            for o in &found {
+                prop_assert_ne!(o.earlier, o.later);
+                prop_assert_eq!(ranges[o.earlier].intersection(&ranges[o.later]), Some(o.shared));
+            }
+            // Every range overlapping another is named in some reported pair.
+            for i in 0..ranges.len() {
+                let overlapping = (0..ranges.len())
+                    .any(|j| j != i && ranges[i].intersection(&ranges[j]).is_some());
+                let named = found.iter().any(|o| o.earlier == i || o.later == i);
+                prop_assert_eq!(overlapping, named, "range {} ({})", i, ranges[i]);
+            }
+        }
+
+        #[test]
+        fn buggy_counts_agree_with_enumeration(start in 0u32..2000, len in 0u32..700) {
+            let range = AddressRange::new(
+                Ipv4Addr::from(start).into(),
+                Ipv4Addr::from(start + len).into(),
+            ).unwrap();
+            let enumerated = (start..=start + len)
+                .filter(|&n| is_buggy(Ipv4Addr::from(n).into()))
+                .count();
+            prop_assert_eq!(buggy_count(&range), enumerated as u128);
+        }
+    }
+}

@@ -332,3 +332,186 @@ pub fn from_u128(n: u128, family: Family) -> IpAddr {
         Family::V6 => IpAddr::V6(Ipv6Addr::from(n)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn range(a: &str, b: &str) -> AddressRange {
+        AddressRange::new(ip(a), ip(b)).unwrap()
+    }
+
+    fn parse_err(text: &str) -> String {
+        AddressRange::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_cidr_means_every_address_of_its_network() {
+        let parsed = AddressRange::parse("198.51.100.0/28").unwrap();
+        assert_eq!(parsed.range, range("198.51.100.0", "198.51.100.15"));
+        assert!(!parsed.host_bits_set);
+        assert_eq!(parsed.range.size(), 16);
+    }
+
+    #[test]
+    fn a_cidr_with_host_bits_means_its_network_and_says_so() {
+        let parsed = AddressRange::parse("198.51.100.5/24").unwrap();
+        assert_eq!(parsed.range, range("198.51.100.0", "198.51.100.255"));
+        assert!(parsed.host_bits_set);
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_two_to_the_64_addresses() {
+        let r: AddressRange = "2001:db8:1::/64".parse().unwrap();
+        assert_eq!(r, range("2001:db8:1::", "2001:db8:1::ffff:ffff:ffff:ffff"));
+        assert_eq!(r.size(), 18_446_744_073_709_551_616);
+    }
+
+    #[test]
+    fn whole_address_spaces_are_prefixes_too() {
+        let all_v4: AddressRange = "0.0.0.0/0".parse().unwrap();
+        assert_eq!(all_v4.size(), 1 << 32);
+        assert_eq!(all_v4.to_notation(), "0.0.0.0/0");
+        let all_v6: AddressRange = "::/0".parse().unwrap();
+        assert_eq!(all_v6.size(), u128::MAX);
+        assert_eq!(all_v6.to_notation(), "::/0");
+    }
+
+    #[test]
+    fn a_span_may_have_spaces_around_its_dash_as_in_metallb() {
+        let r: AddressRange = "198.51.100.100 - 198.51.100.120".parse().unwrap();
+        assert_eq!(r, range("198.51.100.100", "198.51.100.120"));
+        assert_eq!(r.size(), 21);
+    }
+
+    #[test]
+    fn a_span_from_an_address_to_itself_is_one_address() {
+        let r: AddressRange = "198.51.100.7-198.51.100.7".parse().unwrap();
+        assert_eq!(r.size(), 1);
+        assert_eq!(r.to_notation(), "198.51.100.7/32");
+    }
+
+    #[test]
+    fn ipv6_spans_read_like_ipv4_ones() {
+        let r: AddressRange = "2001:db8::10-2001:db8::1f".parse().unwrap();
+        assert_eq!(r.size(), 16);
+        assert_eq!(r.to_notation(), "2001:db8::10/124");
+    }
+
+    #[test]
+    fn notation_is_a_cidr_only_for_aligned_power_of_two_spans() {
+        assert_eq!(
+            range("198.51.100.0", "198.51.100.15").prefix_len(),
+            Some(28)
+        );
+        assert_eq!(range("198.51.100.8", "198.51.100.23").prefix_len(), None);
+        assert_eq!(range("198.51.100.0", "198.51.100.14").prefix_len(), None);
+        assert_eq!(
+            range("198.51.100.100", "198.51.100.120").to_notation(),
+            "198.51.100.100-198.51.100.120"
+        );
+        assert_eq!(range("2001:db8::1", "2001:db8::1").prefix_len(), Some(128));
+    }
+
+    #[test]
+    fn unreadable_entries_say_what_they_are_not() {
+        assert_eq!(
+            parse_err("198.51.100.300"),
+            r#""198.51.100.300" is neither a CIDR nor a range a-b"#
+        );
+        assert_eq!(
+            parse_err("198.51.100.7"),
+            r#""198.51.100.7" is a single address, not a CIDR or a range a-b; write 198.51.100.7/32 for that one address"#
+        );
+        assert_eq!(
+            parse_err("2001:db8::7"),
+            r#""2001:db8::7" is a single address, not a CIDR or a range a-b; write 2001:db8::7/128 for that one address"#
+        );
+        assert_eq!(
+            parse_err("198.51.100.1-198.51.100.300"),
+            r#""198.51.100.1-198.51.100.300" is neither a CIDR nor a range a-b: "198.51.100.300" is not an IP address"#
+        );
+        assert_eq!(
+            parse_err("198.51.100.0/x"),
+            r#""198.51.100.0/x" is neither a CIDR nor a range a-b: "x" is not a prefix length"#
+        );
+        assert_eq!(
+            parse_err("198.51.100.0/+8"),
+            r#""198.51.100.0/+8" is neither a CIDR nor a range a-b: "+8" is not a prefix length"#
+        );
+        assert_eq!(
+            parse_err("198.51.100.0/33"),
+            r#""198.51.100.0/33" has a /33 prefix, longer than the 32 bits of an IPv4 address"#
+        );
+        assert_eq!(
+            parse_err("2001:db8::/129"),
+            r#""2001:db8::/129" has a /129 prefix, longer than the 128 bits of an IPv6 address"#
+        );
+    }
+
+    #[test]
+    fn spans_across_families_or_backwards_are_refused() {
+        assert_eq!(
+            parse_err("198.51.100.1-2001:db8::1"),
+            r#"range "198.51.100.1-2001:db8::1" runs from one address family to the other"#
+        );
+        assert_eq!(
+            parse_err("198.51.100.120-198.51.100.100"),
+            r#"range "198.51.100.120-198.51.100.100" is reversed: its start 198.51.100.120 comes after its end 198.51.100.100"#
+        );
+    }
+
+    #[test]
+    fn intersection_is_the_shared_span() {
+        let a = range("198.51.100.0", "198.51.100.15");
+        let b = range("198.51.100.8", "198.51.100.40");
+        assert_eq!(
+            a.intersection(&b),
+            Some(range("198.51.100.8", "198.51.100.15"))
+        );
+        assert_eq!(a.intersection(&range("2001:db8::", "2001:db8::ff")), None);
+    }
+
+    /// Any span of either family.
+    fn any_range() -> impl Strategy<Value = AddressRange> {
+        prop_oneof![
+            (any::<u32>(), any::<u32>()).prop_map(|(a, b)| {
+                let (a, b) = (a.min(b), a.max(b));
+                AddressRange::new(Ipv4Addr::from(a).into(), Ipv4Addr::from(b).into()).unwrap()
+            }),
+            // Prefixes, so that the CIDR notation gets exercised.
+            (any::<u32>(), 0u8..=32).prop_map(|(a, len)| {
+                AddressRange::from_cidr(Ipv4Addr::from(a).into(), len).unwrap()
+            }),
+            (any::<u128>(), any::<u128>()).prop_map(|(a, b)| {
+                let (a, b) = (a.min(b), a.max(b));
+                AddressRange::new(Ipv6Addr::from(a).into(), Ipv6Addr::from(b).into()).unwrap()
+            }),
+            (any::<u128>(), 0u8..=128).prop_map(|(a, len)| {
+                AddressRange::from_cidr(Ipv6Addr::from(a).into(), len).unwrap()
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn notation_reads_back_as_the_same_span(r in any_range()) {
+            let parsed = AddressRange::parse(&r.to_notation()).unwrap();
+            prop_assert_eq!(parsed.range, r);
+            prop_assert!(!parsed.host_bits_set);
+        }
+
+        #[test]
+        fn a_prefix_holds_two_to_the_host_bits(a in any::<u32>(), len in 0u8..=32) {
+            let r = AddressRange::from_cidr(Ipv4Addr::from(a).into(), len).unwrap();
+            prop_assert_eq!(r.size(), 1u128 << (32 - len));
+            prop_assert_eq!(r.prefix_len(), Some(len));
+            prop_assert!(r.contains(Ipv4Addr::from(a).into()));
+        }
+    }
+}

@@ -822,3 +822,6 @@ fn interfaces(
     }
     kept
 }
+
+#[cfg(test)]
+mod tests;
