@@ -3,3 +3,10 @@
 //! [`allocator`], the pure core every reconcile goes through.
 
 pub mod allocator;
+pub mod config_watch;
+pub mod leader;
+pub mod metrics;
+pub mod plan;
+pub mod preview;
+pub mod reconcile;
+pub mod status;

@@ -1,13 +1,271 @@
-//! `ferrolb-controller`: allocates addresses to LoadBalancer Services.
+//! `ferrolb-controller`: allocates addresses to LoadBalancer Services. `main`
+//! owns the flags, logging, wiring and the shutdown path; the logic lives in
+//! the library.
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use ferrolb_config::{Config, DEFAULT_CONFIGMAP_NAME, DEFAULT_NAMESPACE};
+use ferrolb_controller::allocator::Allocator;
+use ferrolb_controller::leader::{Elector, Timing};
+use ferrolb_controller::metrics::{self, Metrics};
+use ferrolb_controller::plan::Desire;
+use ferrolb_controller::reconcile::{self, Context};
+use ferrolb_controller::{config_watch, preview, status};
+use k8s_openapi::api::core::v1::Service;
+use kube::Client;
+use kube::api::{Api, ListParams};
+use kube::runtime::events::{Recorder, Reporter};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
 
 /// Allocates external addresses to `type: LoadBalancer` Services from the
 /// pools in ferrolb's ConfigMap.
 #[derive(Parser, Debug)]
-#[command(version, about)]
-struct Cli {}
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validates a config file (a ConfigMap manifest or the bare config YAML)
+    /// and prints its pools, or every error; exits 1 on errors.
+    CheckConfig {
+        /// The file to check.
+        file: std::path::PathBuf,
+        /// Also show what applying it would do to the Services of the cluster
+        /// reached through KUBECONFIG (or in-cluster config).
+        #[arg(long)]
+        preview: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Namespace of the ConfigMap and of the leader-election Lease.
+    #[arg(long, env = "FERROLB_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// Name of the ConfigMap holding the pools (MetalLB's `config` works too).
+    #[arg(long, env = "FERROLB_CONFIGMAP", default_value = DEFAULT_CONFIGMAP_NAME)]
+    config_map: String,
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "FERROLB_METRICS_ADDRESS", default_value = "0.0.0.0:7472")]
+    metrics_address: SocketAddr,
+    /// Compete for the Lease so that only one replica allocates.
+    #[arg(long, env = "FERROLB_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// This replica's name in the Lease (default: the pod or host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
+/// `EX_USAGE`: bad flags or a file that could not be read.
+const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Some(Command::CheckConfig { file, preview }) => {
+            runtime.block_on(check_config(&file, preview))
+        }
+        None => match runtime.block_on(run(cli.run)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn check_config(file: &std::path::Path, with_preview: bool) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let report = ferrolb_config::check(&text);
+    println!("{report}");
+    if report.failed() {
+        return ExitCode::FAILURE;
+    }
+    let (Ok(validated), true) = (&report.outcome, with_preview) else {
+        return ExitCode::SUCCESS;
+    };
+    match preview_impact(&validated.config).await {
+        Ok(lines) if lines.is_empty() => println!("Applying it changes no Service's address."),
+        Ok(lines) => {
+            println!("Applying it would change:");
+            for line in lines {
+                println!("  {line}");
+            }
+        }
+        Err(e) => {
+            eprintln!("cannot preview against the cluster: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn preview_impact(config: &Config) -> anyhow::Result<Vec<String>> {
+    let client = Client::try_default()
+        .await
+        .context("connecting to the cluster")?;
+    let mut services = Api::<Service>::all(client)
+        .list(&ListParams::default())
+        .await
+        .context("listing Services")?
+        .items;
+    services.sort_by(|a, b| {
+        (a.metadata.creation_timestamp.as_ref(), reconcile::key_of(a))
+            .cmp(&(b.metadata.creation_timestamp.as_ref(), reconcile::key_of(b)))
+    });
+    let desires: Vec<(Desire, Vec<std::net::IpAddr>)> = services
+        .iter()
+        .map(|s| (reconcile::desire(s), status::observed(s)))
+        .collect();
+    Ok(preview::preview(&config.pools, &desires)
+        .iter()
+        .map(ToString::to_string)
+        .collect())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("connecting to the API server")?;
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+
+    let metrics = Arc::new(Metrics::new());
+    let server = tokio::spawn(metrics::serve(
+        args.metrics_address,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    let (leading_tx, mut leading) = watch::channel(!args.leader_elect);
+    let mut lost_leadership = None;
+    if args.leader_elect {
+        let elector = Elector::new(
+            client.clone(),
+            &args.namespace,
+            "ferrolb-controller",
+            &identity,
+            Timing::default(),
+        );
+        lost_leadership = Some(tokio::spawn(elector.run(leading_tx)));
+        info!(identity = %identity, "waiting to lead");
+        tokio::select! {
+            _ = leading.wait_for(|leading| *leading) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
+
+    let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        allocator: Mutex::new(Allocator::default()),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "ferrolb-controller".into(),
+                instance: Some(identity.clone()),
+            },
+        ),
+        metrics: metrics.clone(),
+        wake: wake_tx,
+    });
+
+    // Nothing is allocated before a valid config is in force and the
+    // addresses already handed out are known again.
+    let (config_tx, mut config) = watch::channel(None);
+    tokio::spawn(config_watch::run(
+        ctx.clone(),
+        args.namespace.clone(),
+        args.config_map.clone(),
+        config_tx,
+    ));
+    info!(configmap = %format!("{}/{}", args.namespace, args.config_map), "waiting for a valid config");
+    tokio::select! {
+        _ = config.wait_for(Option::is_some) => {}
+        _ = shutdown.cancelled() => return Ok(()),
+    }
+    let kept = reconcile::restore(&ctx)
+        .await
+        .context("listing Services to restore their addresses")?;
+    info!(
+        services = kept,
+        "restored the addresses in Services' statuses"
+    );
+    metrics.set_ready(true);
+
+    let controller = reconcile::run(ctx, wake_rx, shutdown.clone());
+    tokio::select! {
+        _ = controller => {}
+        _ = async {
+            match lost_leadership.as_mut() {
+                Some(task) => { let _ = task.await; }
+                None => std::future::pending().await,
+            }
+        } => {
+            shutdown.cancel();
+            anyhow::bail!("lost leadership; exiting so that a restart starts from a clean state");
+        }
+    }
+    shutdown.cancel();
+    let _ = server.await;
+    info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM comes from the kubelet when the pod stops, SIGINT from a person
+/// at a terminal: both drain and stop.
+async fn signal_shutdown(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    info!("shutting down");
+    shutdown.cancel();
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "ferrolb-controller".into());
+    format!("{host}-{}", std::process::id())
 }

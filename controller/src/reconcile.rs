@@ -1,0 +1,276 @@
+//! The Service controller: one level-triggered reconcile per Service that
+//! reads its request, asks [`plan`](crate::plan::plan) under the allocator
+//! lock, then writes the status and events the plan calls for. It owns the
+//! start-up rebuild of the allocator from existing statuses, and releasing
+//! the addresses of deleted Services.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ferrolb_config::ServiceKey;
+use ferrolb_config::request::{self, Served};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, instrument, warn};
+
+use crate::allocator::Allocator;
+use crate::metrics::Metrics;
+use crate::plan::{Desire, Notice, plan};
+use crate::status;
+
+/// Why a reconcile failed; the Service is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// Writing the Service's status failed.
+    #[error("writing the status of {service}: {source}")]
+    WriteStatus {
+        /// The Service.
+        service: ServiceKey,
+        /// The API error.
+        source: kube::Error,
+    },
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Which Service holds which address. Locked only around pure calls.
+    pub allocator: Mutex<Allocator>,
+    /// Publishes events on Services and the ConfigMap.
+    pub recorder: Recorder,
+    /// The exported metrics.
+    pub metrics: Arc<Metrics>,
+    /// Asks for a reconcile of every Service (addresses were freed, or the
+    /// pools changed).
+    pub wake: mpsc::UnboundedSender<()>,
+}
+
+impl Context {
+    /// The allocator; a panic elsewhere while it was held leaves it
+    /// consistent (every mutation is a pure call that completed or not).
+    pub fn allocator(&self) -> MutexGuard<'_, Allocator> {
+        self.allocator.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes an event, logging rather than failing when it cannot.
+    pub async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Allocate".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            warn!(reason, error = %e, "could not publish event");
+        }
+    }
+}
+
+/// The key of a Service object.
+pub fn key_of(service: &Service) -> ServiceKey {
+    ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any())
+}
+
+/// What ferrolb makes of a Service object.
+pub fn desire(service: &Service) -> Desire {
+    match request::read(service) {
+        Ok(Served::Ours(request)) => Desire::Serve(request),
+        Ok(Served::NotOurs(_)) => Desire::NotServed(key_of(service)),
+        Err(e) => Desire::Invalid(key_of(service), e.to_string()),
+    }
+}
+
+/// Rebuilds the allocator from the addresses already in Services' statuses,
+/// oldest Service first (so the older one keeps a contested address), before
+/// anything new is allocated. Returns how many Services kept their addresses.
+pub async fn restore(ctx: &Context) -> Result<usize, kube::Error> {
+    let mut services = Api::<Service>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    services.sort_by(|a, b| {
+        (a.metadata.creation_timestamp.as_ref(), key_of(a))
+            .cmp(&(b.metadata.creation_timestamp.as_ref(), key_of(b)))
+    });
+    let mut kept = 0;
+    let mut allocator = ctx.allocator();
+    for service in &services {
+        let observed = status::observed(service);
+        let Desire::Serve(request) = desire(service) else {
+            continue;
+        };
+        if observed.is_empty() {
+            continue;
+        }
+        match allocator.restore(&request, &observed) {
+            Ok(_) => kept += 1,
+            // The reconcile that follows assigns it again and says why.
+            Err(e) => {
+                warn!(service = %request.key, error = %e, "cannot keep the address in its status")
+            }
+        }
+    }
+    ctx.metrics.observe_pools(&allocator.stats());
+    Ok(kept)
+}
+
+/// Reconciles one Service.
+#[instrument(skip_all, fields(service = %key_of(&service)))]
+pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let key = key_of(&service);
+    let desire = desire(&service);
+    let observed = status::observed(&service);
+    let (plan, stats) = {
+        let mut allocator = ctx.allocator();
+        let plan = plan(&desire, &observed, &mut allocator);
+        (plan, allocator.stats())
+    };
+    ctx.metrics.observe_pools(&stats);
+
+    // A Service of another class keeps whatever status its own controller
+    // wrote; ferrolb clears only what it held.
+    let ours = matches!(desire, Desire::Serve(_) | Desire::Invalid(..)) || plan.freed;
+    let desired = status::desired(&plan.addresses);
+    if ours && status::differs(&service, &desired) {
+        let patch = json!({ "status": { "loadBalancer": { "ingress": desired.ingress } } });
+        Api::<Service>::namespaced(ctx.client.clone(), &key.namespace)
+            .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| ReconcileError::WriteStatus {
+                service: key.clone(),
+                source,
+            })?;
+    }
+    if plan.freed {
+        if let Desire::NotServed(_) = desire {
+            info!(service = %key, "released: no longer a ferrolb LoadBalancer");
+        }
+        let _ = ctx.wake.send(());
+    }
+    match plan.notice {
+        Some(Notice::Allocated { addresses, pool }) => {
+            let shown = join(&addresses);
+            info!(service = %key, ip = %shown, pool = %pool, "allocated");
+            ctx.metrics.allocated();
+            let note = format!("Assigned {shown} from pool {pool}");
+            ctx.publish(service.as_ref(), EventType::Normal, "IPAllocated", note)
+                .await;
+        }
+        Some(Notice::Moved { from, to, pool }) => {
+            let (from, to) = (join(&from), join(&to));
+            warn!(service = %key, from = %from, to = %to, pool = %pool, "address changed");
+            ctx.metrics.allocated();
+            let note = format!(
+                "Address changed from {from} to {to} (pool {pool}): the old address is no longer allowed"
+            );
+            ctx.publish(service.as_ref(), EventType::Warning, "IPChanged", note)
+                .await;
+        }
+        Some(Notice::Failed { reason, message }) => {
+            warn!(service = %key, reason, "{message}");
+            ctx.metrics.failed(reason);
+            ctx.publish(
+                service.as_ref(),
+                EventType::Warning,
+                "AllocationFailed",
+                message,
+            )
+            .await;
+        }
+        None => {}
+    }
+    Ok(Action::await_change())
+}
+
+/// Retries a failed reconcile after a pause.
+pub fn error_policy(_service: Arc<Service>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    warn!(error = %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Releases what deleted Services held. A delete seen as an event is
+/// released at once; one missed while the watch was down shows up as a
+/// Service absent from the fresh list, and is released then.
+fn release_deleted(ctx: &Context, store: &Store<Service>, event: &watcher::Event<Service>) {
+    let released = match event {
+        watcher::Event::Delete(service) => {
+            let key = key_of(service);
+            let freed = ctx.allocator().release(&key).is_some();
+            if freed {
+                info!(service = %key, "released: Service deleted");
+            }
+            freed
+        }
+        watcher::Event::InitDone => {
+            let present: BTreeSet<ServiceKey> = store.state().iter().map(|s| key_of(s)).collect();
+            let mut allocator = ctx.allocator();
+            let gone: Vec<ServiceKey> = allocator
+                .allocations()
+                .map(|(key, _)| key.clone())
+                .filter(|key| !present.contains(key))
+                .collect();
+            for key in &gone {
+                allocator.release(key);
+                info!(service = %key, "released: Service no longer exists");
+            }
+            !gone.is_empty()
+        }
+        _ => false,
+    };
+    if released {
+        ctx.metrics.observe_pools(&ctx.allocator().stats());
+        let _ = ctx.wake.send(());
+    }
+}
+
+/// Runs the Service controller until `shutdown`.
+pub async fn run(
+    ctx: Arc<Context>,
+    mut wake: mpsc::UnboundedReceiver<()>,
+    shutdown: CancellationToken,
+) {
+    let api = Api::<Service>::all(ctx.client.clone());
+    let (reader, writer) = reflector::store();
+    let (store, events_ctx) = (reader.clone(), ctx.clone());
+    let services = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .inspect_ok(move |event| release_deleted(&events_ctx, &store, event))
+        .applied_objects();
+    Controller::for_stream(services, reader)
+        .reconcile_all_on(futures::stream::poll_fn(move |cx| wake.poll_recv(cx)))
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "controller error");
+            }
+        })
+        .await;
+}
+
+fn join(addresses: &[std::net::IpAddr]) -> String {
+    addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
