@@ -1,5 +1,6 @@
-//! What one Service asks of ferrolb, read from its spec and annotations. This
-//! is the only file of the crate that names a Kubernetes type.
+//! What one Service asks of ferrolb, read from its spec and annotations: start
+//! with [`read`]. This is the only file of the crate that names a Kubernetes
+//! type; everything it returns is ferrolb's own vocabulary.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -630,4 +631,374 @@ fn port(
             )
         })?;
     Ok(Port { port, protocol })
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+
+    use super::*;
+    use crate::Family;
+
+    /// A `LoadBalancer` Service `web/name` as the API server returns it:
+    /// single-stack IPv4, one TCP port.
+    fn lb(name: &str) -> Service {
+        let mut svc = Service::default();
+        svc.metadata.namespace = Some("web".into());
+        svc.metadata.name = Some(name.into());
+        svc.spec = Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            ip_families: Some(vec!["IPv4".into()]),
+            ip_family_policy: Some("SingleStack".into()),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        });
+        svc
+    }
+
+    trait Build {
+        fn spec(self, f: impl FnOnce(&mut ServiceSpec)) -> Self;
+        fn annotated(self, name: &str, value: &str) -> Self;
+        fn families(self, policy: &str, families: &[&str]) -> Self;
+    }
+
+    impl Build for Service {
+        fn spec(mut self, f: impl FnOnce(&mut ServiceSpec)) -> Service {
+            f(self.spec.as_mut().unwrap());
+            self
+        }
+
+        fn annotated(mut self, name: &str, value: &str) -> Service {
+            self.metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(name.into(), value.into());
+            self
+        }
+
+        fn families(self, policy: &str, families: &[&str]) -> Service {
+            self.spec(|s| {
+                s.ip_family_policy = Some(policy.into());
+                s.ip_families = Some(families.iter().map(|f| f.to_string()).collect());
+            })
+        }
+    }
+
+    fn request(svc: &Service) -> ServiceRequest {
+        match read(svc) {
+            Ok(Served::Ours(request)) => request,
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    fn error(svc: &Service) -> String {
+        read(svc)
+            .expect_err("the request should be refused")
+            .to_string()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_plain_load_balancer_asks_for_one_address_of_its_family() {
+        let svc = lb("site").spec(|s| {
+            s.selector = Some([("app".to_owned(), "site".to_owned())].into());
+            s.ports.as_mut().unwrap().push(ServicePort {
+                port: 53,
+                protocol: Some("UDP".into()),
+                ..ServicePort::default()
+            });
+            s.ports.as_mut().unwrap().push(ServicePort {
+                port: 8080,
+                protocol: None,
+                ..ServicePort::default()
+            });
+        });
+        assert_eq!(
+            request(&svc),
+            ServiceRequest {
+                key: ServiceKey::new("web", "site"),
+                families: FamilyPolicy::Single(Family::V4),
+                requested: vec![],
+                pool: None,
+                sharing: None,
+                ports: vec![
+                    Port {
+                        port: 80,
+                        protocol: Protocol::Tcp
+                    },
+                    Port {
+                        port: 53,
+                        protocol: Protocol::Udp
+                    },
+                    Port {
+                        port: 8080,
+                        protocol: Protocol::Tcp
+                    },
+                ],
+                traffic_policy: TrafficPolicy::Cluster,
+                selector: [("app".to_owned(), "site".to_owned())].into(),
+            }
+        );
+    }
+
+    #[test]
+    fn only_load_balancers_of_no_class_or_ours_are_served() {
+        let cluster_ip = lb("a").spec(|s| s.type_ = Some("ClusterIP".into()));
+        assert_eq!(
+            read(&cluster_ip),
+            Ok(Served::NotOurs(NotServed::NotLoadBalancer {
+                service_type: "ClusterIP".into()
+            }))
+        );
+        let untyped = lb("a").spec(|s| s.type_ = None);
+        assert_eq!(
+            read(&untyped),
+            Ok(Served::NotOurs(NotServed::NotLoadBalancer {
+                service_type: "ClusterIP".into()
+            }))
+        );
+        let theirs = lb("a").spec(|s| s.load_balancer_class = Some("example.com/lb".into()));
+        let Ok(Served::NotOurs(reason)) = read(&theirs) else {
+            panic!("served a Service of another class");
+        };
+        assert_eq!(
+            reason.to_string(),
+            "its loadBalancerClass is \"example.com/lb\", not \"ferrolb.io/layer2\""
+        );
+        let ours = lb("a").spec(|s| s.load_balancer_class = Some(LOAD_BALANCER_CLASS.into()));
+        assert_eq!(request(&ours).key, ServiceKey::new("web", "a"));
+    }
+
+    #[test]
+    fn services_not_ours_are_never_errors_whatever_their_annotations() {
+        let svc = lb("a")
+            .spec(|s| s.type_ = Some("NodePort".into()))
+            .annotated(LOAD_BALANCER_IPS_ANNOTATION, "not-an-ip");
+        assert!(matches!(read(&svc), Ok(Served::NotOurs(_))));
+    }
+
+    #[test]
+    fn spec_load_balancer_ip_requests_that_address() {
+        let svc = lb("a").spec(|s| s.load_balancer_ip = Some("198.51.100.7".into()));
+        assert_eq!(request(&svc).requested, vec![ip("198.51.100.7")]);
+        let empty = lb("a").spec(|s| s.load_balancer_ip = Some(String::new()));
+        assert!(request(&empty).requested.is_empty());
+    }
+
+    #[test]
+    fn the_annotation_requests_one_address_per_family() {
+        let svc = lb("a")
+            .families("RequireDualStack", &["IPv6", "IPv4"])
+            .annotated(LOAD_BALANCER_IPS_ANNOTATION, "2001:db8::7, 198.51.100.7");
+        let request = request(&svc);
+        assert_eq!(
+            request.requested,
+            vec![ip("2001:db8::7"), ip("198.51.100.7")]
+        );
+        assert_eq!(request.families, FamilyPolicy::RequireDual(Family::V6));
+    }
+
+    #[test]
+    fn metallb_annotation_spellings_are_read_as_aliases() {
+        for (pool, ips, shared) in [
+            (
+                "metallb.universe.tf/address-pool",
+                "metallb.universe.tf/loadBalancerIPs",
+                "metallb.universe.tf/allow-shared-ip",
+            ),
+            (
+                "metallb.io/address-pool",
+                "metallb.io/loadBalancerIPs",
+                "metallb.io/allow-shared-ip",
+            ),
+        ] {
+            let svc = lb("a")
+                .annotated(pool, "expensive")
+                .annotated(ips, "198.51.100.7")
+                .annotated(shared, "dns");
+            let request = request(&svc);
+            assert_eq!(request.pool.as_deref(), Some("expensive"), "{pool}");
+            assert_eq!(request.requested, vec![ip("198.51.100.7")], "{ips}");
+            assert_eq!(request.sharing, Some(SharingKey("dns".into())), "{shared}");
+        }
+    }
+
+    #[test]
+    fn the_same_request_written_twice_is_fine_when_it_agrees() {
+        let svc = lb("a")
+            .spec(|s| s.load_balancer_ip = Some("198.51.100.7".into()))
+            .annotated(LOAD_BALANCER_IPS_ANNOTATION, "198.51.100.7")
+            .annotated("metallb.universe.tf/loadBalancerIPs", " 198.51.100.7 ")
+            .annotated(ADDRESS_POOL_ANNOTATION, "default")
+            .annotated("metallb.io/address-pool", "default");
+        let request = request(&svc);
+        assert_eq!(request.requested, vec![ip("198.51.100.7")]);
+        assert_eq!(request.pool.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn the_same_request_written_twice_differently_names_both_places() {
+        let svc = lb("a")
+            .spec(|s| s.load_balancer_ip = Some("198.51.100.7".into()))
+            .annotated(LOAD_BALANCER_IPS_ANNOTATION, "198.51.100.8");
+        assert_eq!(
+            error(&svc),
+            "Service web/a: spec.loadBalancerIP says \"198.51.100.7\" but annotation ferrolb.io/loadBalancerIPs says \"198.51.100.8\"; remove one or make them agree"
+        );
+        let svc = lb("a")
+            .annotated(ADDRESS_POOL_ANNOTATION, "cheap")
+            .annotated("metallb.universe.tf/address-pool", "expensive");
+        assert_eq!(
+            error(&svc),
+            "Service web/a: annotation ferrolb.io/address-pool says \"cheap\" but annotation metallb.universe.tf/address-pool says \"expensive\"; remove one or make them agree"
+        );
+        let svc = lb("a")
+            .annotated("metallb.io/allow-shared-ip", "dns")
+            .annotated("metallb.universe.tf/allow-shared-ip", "web");
+        let err = read(&svc).unwrap_err();
+        assert_eq!(err.label(), "conflicting_requests");
+        assert_eq!(
+            err.to_string(),
+            "Service web/a: annotation metallb.io/allow-shared-ip says \"dns\" but annotation metallb.universe.tf/allow-shared-ip says \"web\"; remove one or make them agree"
+        );
+    }
+
+    #[test]
+    fn empty_annotations_count_as_unset() {
+        let svc = lb("a")
+            .annotated(ADDRESS_POOL_ANNOTATION, "")
+            .annotated("metallb.io/address-pool", "default")
+            .annotated(ALLOW_SHARED_IP_ANNOTATION, "")
+            .annotated(LOAD_BALANCER_IPS_ANNOTATION, " ");
+        let request = request(&svc);
+        assert_eq!(request.pool.as_deref(), Some("default"));
+        assert_eq!(request.sharing, None);
+        assert!(request.requested.is_empty());
+    }
+
+    #[test]
+    fn unparsable_requested_addresses_are_refused() {
+        let svc = lb("a").annotated(LOAD_BALANCER_IPS_ANNOTATION, "198.51.100.7,198.51.100.300");
+        assert_eq!(
+            error(&svc),
+            "Service web/a: annotation ferrolb.io/loadBalancerIPs: \"198.51.100.300\" is not an IP address"
+        );
+        let svc = lb("a").spec(|s| s.load_balancer_ip = Some("web.example.com".into()));
+        assert_eq!(
+            error(&svc),
+            "Service web/a: spec.loadBalancerIP: \"web.example.com\" is not an IP address"
+        );
+    }
+
+    #[test]
+    fn two_requested_addresses_of_one_family_are_refused() {
+        let svc = lb("a")
+            .families("PreferDualStack", &["IPv4", "IPv6"])
+            .annotated(
+                LOAD_BALANCER_IPS_ANNOTATION,
+                "198.51.100.7,2001:db8::7,198.51.100.8",
+            );
+        let err = read(&svc).unwrap_err();
+        assert_eq!(err.label(), "two_ips_of_one_family");
+        assert_eq!(
+            err.to_string(),
+            "Service web/a: annotation ferrolb.io/loadBalancerIPs requests two IPv4 addresses (198.51.100.7 and 198.51.100.8); a Service gets at most one per family"
+        );
+    }
+
+    #[test]
+    fn a_requested_address_must_be_of_a_family_of_the_service() {
+        let svc = lb("a").annotated(LOAD_BALANCER_IPS_ANNOTATION, "2001:db8::7");
+        assert_eq!(
+            error(&svc),
+            "Service web/a: annotation ferrolb.io/loadBalancerIPs requests 2001:db8::7, an IPv6 address, but spec.ipFamilies is [IPv4]"
+        );
+        let svc = lb("a").annotated(LOAD_BALANCER_IPS_ANNOTATION, "198.51.100.7,2001:db8::7");
+        assert_eq!(read(&svc).unwrap_err().label(), "ip_family_not_served");
+    }
+
+    #[test]
+    fn prefer_dual_stack_with_one_family_is_single_stack() {
+        // What the API server fills in on a single-stack cluster.
+        let svc = lb("a").families("PreferDualStack", &["IPv6"]);
+        assert_eq!(request(&svc).families, FamilyPolicy::Single(Family::V6));
+        let svc = lb("a").families("PreferDualStack", &["IPv4", "IPv6"]);
+        assert_eq!(request(&svc).families, FamilyPolicy::PreferDual(Family::V4));
+    }
+
+    #[test]
+    fn families_not_filled_in_default_to_single_stack_of_the_requested_family() {
+        let svc = lb("a").spec(|s| {
+            s.ip_families = None;
+            s.ip_family_policy = None;
+        });
+        assert_eq!(request(&svc).families, FamilyPolicy::Single(Family::V4));
+        let svc = lb("a")
+            .spec(|s| {
+                s.ip_families = None;
+                s.ip_family_policy = None;
+            })
+            .annotated(LOAD_BALANCER_IPS_ANNOTATION, "2001:db8::7");
+        assert_eq!(request(&svc).families, FamilyPolicy::Single(Family::V6));
+        let svc = lb("a")
+            .spec(|s| {
+                s.ip_families = None;
+                s.ip_family_policy = Some("RequireDualStack".into());
+            })
+            .annotated(LOAD_BALANCER_IPS_ANNOTATION, "198.51.100.7,2001:db8::7");
+        let request = request(&svc);
+        assert_eq!(request.families, FamilyPolicy::RequireDual(Family::V4));
+        assert_eq!(request.requested.len(), 2);
+    }
+
+    #[test]
+    fn local_traffic_policy_is_read() {
+        let svc = lb("a").spec(|s| s.external_traffic_policy = Some("Local".into()));
+        assert_eq!(request(&svc).traffic_policy, TrafficPolicy::Local);
+    }
+
+    #[test]
+    fn values_kubernetes_does_not_define_are_refused_by_field() {
+        let svc = lb("a").spec(|s| s.external_traffic_policy = Some("Nearest".into()));
+        assert_eq!(
+            error(&svc),
+            "Service web/a: spec.externalTrafficPolicy: unknown value \"Nearest\""
+        );
+        let svc = lb("a").families("DualStackPlease", &["IPv4"]);
+        assert_eq!(
+            error(&svc),
+            "Service web/a: spec.ipFamilyPolicy: unknown value \"DualStackPlease\""
+        );
+        let svc = lb("a").families("SingleStack", &["IPv5"]);
+        assert_eq!(
+            error(&svc),
+            "Service web/a: spec.ipFamilies: unknown value \"IPv5\""
+        );
+        let svc = lb("a").spec(|s| s.ports.as_mut().unwrap()[0].protocol = Some("QUIC".into()));
+        assert_eq!(
+            error(&svc),
+            "Service web/a: spec.ports[].protocol: unknown value \"QUIC\""
+        );
+        let svc = lb("a").spec(|s| s.ports.as_mut().unwrap()[0].port = 70000);
+        let err = read(&svc).unwrap_err();
+        assert_eq!(err.label(), "bad_port");
+        assert_eq!(
+            err.to_string(),
+            "Service web/a: spec.ports[0].port: 70000 is not a port number"
+        );
+    }
+
+    #[test]
+    fn an_object_without_a_name_is_not_served() {
+        let mut svc = lb("a");
+        svc.metadata.name = None;
+        assert_eq!(read(&svc), Ok(Served::NotOurs(NotServed::Unnamed)));
+    }
 }
