@@ -1,6 +1,9 @@
 //! `ferrolb-speaker` elects one owner node per LoadBalancer address and, on
 //! the owner, answers ARP and IPv6 Neighbor Solicitations for it.
 //!
-//! [`wire`] parses and builds the frames; it opens no socket.
+//! The pure cores come first: [`wire`] parses and builds frames, [`respond`]
+//! decides what to answer to one received frame. Neither opens a socket,
+//! reads a clock or logs; the shells around them do.
 
+pub mod respond;
 pub mod wire;

@@ -1,0 +1,936 @@
+//! What to do with one received frame: [`respond`] returns a [`Verdict`] —
+//! the reply to send, a counted [`DropReason`], or a [`Conflict`] to report.
+//! Also the gratuitous ARP and unsolicited NA a new owner sends. Pure: no
+//! socket, no clock; the announcer reads, calls [`respond`], and sends.
+//!
+//! The one promise: a reply is only ever sent for an address in
+//! [`OwnedAddresses`], from the interface's own MAC.
+
+// What is answered, and why (see also research notes on Linux neighbour
+// handling):
+// * ARP requests, broadcast or unicast to our MAC (a client in the PROBE state
+//   unicasts to the MAC it cached), including RFC 5227 probes from 0.0.0.0:
+//   answering a probe is how an owner defends its address. Replies follow
+//   Linux `arp_process`: unicast to the sender's MAC, target = the sender.
+// * Neighbor Solicitations, multicast or unicast (NUD probes are sent to the
+//   target address itself, at the MAC the client cached), with S and O set and
+//   the target link-layer option always present: RFC 4861 §7.2.4 says an owner
+//   SHOULD set O, and with O clear a client holding another node's MAC keeps
+//   it. The NA's IPv6 source is the target itself, as Linux `ndisc_send_na`
+//   does for an address it owns, so no link-local address is needed.
+// * A DAD probe (NS from ::) gets an NA to all nodes with S clear (§7.2.4):
+//   the prober learns the address is taken.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::wire::ndp::{self, ALL_NODES};
+use crate::wire::{
+    ArpOperation, ArpRepr, Ethernet, Frame, MacAddr, NdpMessage, NdpRepr, NeighborFlags, WireError,
+};
+
+/// The interface a frame arrived on, as the responder needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Its name, e.g. `eth0`.
+    pub name: String,
+    /// Its MAC: the source of every reply and the address clients learn.
+    pub mac: MacAddr,
+}
+
+/// The addresses this node announces on one interface: the only ones the
+/// responder ever answers for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedAddresses {
+    v4: BTreeSet<Ipv4Addr>,
+    v6: BTreeSet<Ipv6Addr>,
+}
+
+impl OwnedAddresses {
+    /// No address: nothing is answered.
+    pub fn new() -> OwnedAddresses {
+        OwnedAddresses::default()
+    }
+
+    /// Starts answering for `ip`; false if it was already owned.
+    pub fn insert(&mut self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => self.v4.insert(ip),
+            IpAddr::V6(ip) => self.v6.insert(ip),
+        }
+    }
+
+    /// Stops answering for `ip`; false if it was not owned.
+    pub fn remove(&mut self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => self.v4.remove(&ip),
+            IpAddr::V6(ip) => self.v6.remove(&ip),
+        }
+    }
+
+    /// Whether `ip` is answered for.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => self.v4.contains(&ip),
+            IpAddr::V6(ip) => self.v6.contains(&ip),
+        }
+    }
+
+    /// How many addresses are owned.
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    /// Whether no address is owned.
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    /// The owned addresses, IPv4 first, each family in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.v4
+            .iter()
+            .copied()
+            .map(IpAddr::V4)
+            .chain(self.v6.iter().copied().map(IpAddr::V6))
+    }
+}
+
+impl FromIterator<IpAddr> for OwnedAddresses {
+    fn from_iter<I: IntoIterator<Item = IpAddr>>(iter: I) -> OwnedAddresses {
+        let mut owned = OwnedAddresses::new();
+        owned.extend(iter);
+        owned
+    }
+}
+
+impl Extend<IpAddr> for OwnedAddresses {
+    fn extend<I: IntoIterator<Item = IpAddr>>(&mut self, iter: I) {
+        for ip in iter {
+            self.insert(ip);
+        }
+    }
+}
+
+/// The responder's decision for one received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send this frame back out of the interface the request came in on.
+    Reply(Frame),
+    /// Send nothing; count the reason.
+    Drop(DropReason),
+    /// Send nothing: another station claims an address we own. Worth a
+    /// metric and a log line — a split brain, or a foreign host using a
+    /// pool address.
+    Conflict(Conflict),
+}
+
+/// Another station claiming one of our addresses: an ARP packet with that
+/// sender IP (RFC 5227 §2.4), an NA for that target, or an NS from that
+/// source, from a MAC that is not ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict {
+    /// The owned address being claimed.
+    pub address: IpAddr,
+    /// The MAC claiming it.
+    pub mac: MacAddr,
+}
+
+/// Why a frame got no reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The frame ends inside a header or message.
+    Truncated,
+    /// A field has a value its protocol forbids (hop limit ≠ 255, a
+    /// zero-length option, a multicast target, a broadcast sender MAC…).
+    Malformed,
+    /// The ICMPv6 checksum is wrong.
+    BadChecksum,
+    /// Neither ARP for IPv4 over Ethernet nor an ICMPv6 NS/NA.
+    Unsupported,
+    /// Sent from this interface's own MAC: our own frame seen again.
+    OwnFrame,
+    /// An ARP reply or a Neighbor Advertisement: nothing to answer.
+    NotARequest,
+    /// Unicast to another station's MAC (seen only when the interface
+    /// receives more than its own traffic); that station answers.
+    OtherHost,
+    /// The target is not an address this node announces here.
+    NotOurs,
+    /// A multicast NS without the source link-layer option RFC 4861 §4.3
+    /// requires: there is no MAC to answer to.
+    NoSourceLinkLayer,
+}
+
+impl DropReason {
+    /// A stable label for the drop-counter metric.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::Malformed => "malformed",
+            DropReason::BadChecksum => "bad_checksum",
+            DropReason::Unsupported => "unsupported",
+            DropReason::OwnFrame => "own_frame",
+            DropReason::NotARequest => "not_a_request",
+            DropReason::OtherHost => "other_host",
+            DropReason::NotOurs => "not_ours",
+            DropReason::NoSourceLinkLayer => "no_source_link_layer",
+        }
+    }
+}
+
+impl From<&WireError> for DropReason {
+    fn from(err: &WireError) -> DropReason {
+        match err {
+            WireError::Truncated { .. } => DropReason::Truncated,
+            WireError::Checksum { .. } => DropReason::BadChecksum,
+            WireError::WrongEtherType { .. }
+            | WireError::ArpHardware { .. }
+            | WireError::ArpProtocol { .. }
+            | WireError::ArpOperation(_)
+            | WireError::NotIcmpv6(_)
+            | WireError::NotNeighborDiscovery(_) => DropReason::Unsupported,
+            WireError::Ipv6Version(_)
+            | WireError::IcmpCode(_)
+            | WireError::HopLimit(_)
+            | WireError::OptionZeroLength { .. }
+            | WireError::OptionOverrun { .. }
+            | WireError::LinkLayerOptionLength { .. }
+            | WireError::MulticastSource(_)
+            | WireError::MulticastTarget(_)
+            | WireError::DadNotToSolicitedNode(_)
+            | WireError::DadWithSourceLinkLayer
+            | WireError::SolicitedToMulticast(_) => DropReason::Malformed,
+        }
+    }
+}
+
+/// Decides what to send in answer to `frame`, received on `iface`, when
+/// this node announces `owned` there.
+pub fn respond(frame: &[u8], iface: &Interface, owned: &OwnedAddresses) -> Verdict {
+    match Frame::parse(frame) {
+        Ok(Frame::Arp(request)) => respond_arp(&request, iface, owned),
+        Ok(Frame::Ndp(request)) => respond_ndp(&request, iface, owned),
+        Err(err) => Verdict::Drop(DropReason::from(&err)),
+    }
+}
+
+fn respond_arp(request: &ArpRepr, iface: &Interface, owned: &OwnedAddresses) -> Verdict {
+    if request.ethernet.source == iface.mac {
+        return Verdict::Drop(DropReason::OwnFrame);
+    }
+    if owned.contains(IpAddr::V4(request.sender_ip)) && request.sender_mac != iface.mac {
+        return Verdict::Conflict(Conflict {
+            address: IpAddr::V4(request.sender_ip),
+            mac: request.sender_mac,
+        });
+    }
+    if request.operation != ArpOperation::Request {
+        return Verdict::Drop(DropReason::NotARequest);
+    }
+    if !addressed_to(request.ethernet.destination, iface) {
+        return Verdict::Drop(DropReason::OtherHost);
+    }
+    if !owned.contains(IpAddr::V4(request.target_ip)) {
+        return Verdict::Drop(DropReason::NotOurs);
+    }
+    // The reply is unicast to the sender's MAC; one that is a group or zero
+    // would make it a broadcast or a black hole.
+    if !is_station(request.sender_mac) {
+        return Verdict::Drop(DropReason::Malformed);
+    }
+    Verdict::Reply(Frame::Arp(ArpRepr {
+        ethernet: Ethernet {
+            source: iface.mac,
+            destination: request.sender_mac,
+        },
+        operation: ArpOperation::Reply,
+        sender_mac: iface.mac,
+        sender_ip: request.target_ip,
+        target_mac: request.sender_mac,
+        // 0.0.0.0 for an RFC 5227 probe, as Linux answers it.
+        target_ip: request.sender_ip,
+    }))
+}
+
+fn respond_ndp(request: &NdpRepr, iface: &Interface, owned: &OwnedAddresses) -> Verdict {
+    if request.ethernet.source == iface.mac {
+        return Verdict::Drop(DropReason::OwnFrame);
+    }
+    let (target, source_ll) = match request.message {
+        NdpMessage::NeighborAdvert {
+            target, target_ll, ..
+        } => {
+            let mac = target_ll.unwrap_or(request.ethernet.source);
+            if owned.contains(IpAddr::V6(target)) && mac != iface.mac {
+                return Verdict::Conflict(Conflict {
+                    address: IpAddr::V6(target),
+                    mac,
+                });
+            }
+            return Verdict::Drop(DropReason::NotARequest);
+        }
+        NdpMessage::NeighborSolicit { target, source_ll } => (target, source_ll),
+    };
+    let solicitor_mac = source_ll.unwrap_or(request.ethernet.source);
+    if owned.contains(IpAddr::V6(request.source)) && solicitor_mac != iface.mac {
+        return Verdict::Conflict(Conflict {
+            address: IpAddr::V6(request.source),
+            mac: solicitor_mac,
+        });
+    }
+    if !addressed_to(request.ethernet.destination, iface) {
+        return Verdict::Drop(DropReason::OtherHost);
+    }
+    if !owned.contains(IpAddr::V6(target)) {
+        return Verdict::Drop(DropReason::NotOurs);
+    }
+    if request.source.is_unspecified() {
+        // RFC 4861 §7.2.4: a DAD probe is answered to all nodes, S clear.
+        return Verdict::Reply(Frame::Ndp(advertisement(
+            iface,
+            target,
+            ALL_NODES,
+            NeighborFlags::OVERRIDE,
+        )));
+    }
+    let destination_mac = match source_ll {
+        Some(mac) => mac,
+        // A unicast NS need not carry the option (RFC 4861 §4.3); its
+        // sender is the frame's source.
+        None if !request.destination.is_multicast() => request.ethernet.source,
+        None => return Verdict::Drop(DropReason::NoSourceLinkLayer),
+    };
+    if !is_station(destination_mac) {
+        return Verdict::Drop(DropReason::Malformed);
+    }
+    let mut reply = advertisement(
+        iface,
+        target,
+        request.source,
+        NeighborFlags::SOLICITED | NeighborFlags::OVERRIDE,
+    );
+    reply.ethernet.destination = destination_mac;
+    Verdict::Reply(Frame::Ndp(reply))
+}
+
+/// An NA for `target` from `iface`, its IPv6 source the target itself.
+fn advertisement(
+    iface: &Interface,
+    target: Ipv6Addr,
+    destination: Ipv6Addr,
+    flags: NeighborFlags,
+) -> NdpRepr {
+    NdpRepr {
+        ethernet: Ethernet {
+            source: iface.mac,
+            destination: ndp::multicast_mac(destination),
+        },
+        source: target,
+        destination,
+        message: NdpMessage::NeighborAdvert {
+            target,
+            flags,
+            target_ll: Some(iface.mac),
+        },
+    }
+}
+
+/// Whether a frame sent to `destination` is for this interface: broadcast,
+/// any multicast group (the NIC filter already chose which), or its MAC.
+fn addressed_to(destination: MacAddr, iface: &Interface) -> bool {
+    destination == iface.mac || is_group(destination)
+}
+
+fn is_group(mac: MacAddr) -> bool {
+    mac.0 & 0x01 != 0
+}
+
+/// A unicast, non-zero MAC: something a reply can be sent to.
+fn is_station(mac: MacAddr) -> bool {
+    !is_group(mac) && mac != MacAddr::zero()
+}
+
+/// The gratuitous ARP a new owner broadcasts for `ip`, in the request form
+/// of an RFC 5227 ARP Announcement: sender IP = target IP = `ip`, target MAC
+/// zero. Linux clients accept it even within their 1 s `locktime`, where a
+/// reply form is ignored; it is what the kernel itself sends with
+/// `arp_notify`.
+pub fn gratuitous_arp(iface: &Interface, ip: Ipv4Addr) -> ArpRepr {
+    ArpRepr {
+        ethernet: Ethernet {
+            source: iface.mac,
+            destination: MacAddr::broadcast(),
+        },
+        operation: ArpOperation::Request,
+        sender_mac: iface.mac,
+        sender_ip: ip,
+        target_mac: MacAddr::zero(),
+        target_ip: ip,
+    }
+}
+
+/// The unsolicited NA a new owner sends for `ip` (RFC 4861 §7.2.6): to all
+/// nodes, Override set so caches holding the old owner's MAC switch,
+/// Solicited clear, with the target link-layer option; the IPv6 source is
+/// `ip` itself, as Linux sends it with `ndisc_notify`.
+pub fn unsolicited_na(iface: &Interface, ip: Ipv6Addr) -> NdpRepr {
+    advertisement(iface, ip, ALL_NODES, NeighborFlags::OVERRIDE)
+}
+
+/// The announcement for `ip`: [`gratuitous_arp`] or [`unsolicited_na`].
+pub fn announcement(iface: &Interface, ip: IpAddr) -> Frame {
+    match ip {
+        IpAddr::V4(ip) => Frame::Arp(gratuitous_arp(iface, ip)),
+        IpAddr::V6(ip) => Frame::Ndp(unsolicited_na(iface, ip)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::fixtures::{self, MAC_A, MAC_B, MAC_B2, mac};
+    use proptest::prelude::*;
+
+    /// A frame that must be dropped: why it is, the frame, the receiving
+    /// interface's MAC, the owned addresses, and the expected reason.
+    type DropCase = (
+        &'static str,
+        Vec<u8>,
+        [u8; 6],
+        &'static [&'static str],
+        DropReason,
+    );
+
+    fn iface(bytes: [u8; 6]) -> Interface {
+        Interface {
+            name: "eth0".to_owned(),
+            mac: mac(bytes),
+        }
+    }
+
+    fn owned(addrs: &[&str]) -> OwnedAddresses {
+        addrs
+            .iter()
+            .map(|a| a.parse::<IpAddr>().expect("test address"))
+            .collect()
+    }
+
+    fn v6(s: &str) -> Ipv6Addr {
+        s.parse().expect("test address")
+    }
+
+    fn reply_bytes(verdict: Verdict) -> Vec<u8> {
+        match verdict {
+            Verdict::Reply(frame) => frame.to_vec(),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    fn reply_ndp(verdict: Verdict) -> NdpRepr {
+        match verdict {
+            Verdict::Reply(Frame::Ndp(repr)) => repr,
+            other => panic!("expected an NA, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_broadcast_request_for_an_owned_address_gets_the_kernels_own_reply() {
+        let verdict = respond(
+            &fixtures::arp_request_broadcast(),
+            &iface(MAC_B),
+            &owned(&["198.51.100.2"]),
+        );
+        assert_eq!(reply_bytes(verdict), fixtures::arp_reply());
+    }
+
+    #[test]
+    fn a_unicast_request_from_a_probing_client_is_answered_too() {
+        let verdict = respond(
+            &fixtures::arp_request_unicast(),
+            &iface(MAC_B),
+            &owned(&["198.51.100.2"]),
+        );
+        assert_eq!(reply_bytes(verdict), fixtures::arp_reply());
+    }
+
+    #[test]
+    fn an_rfc5227_probe_for_an_owned_address_is_answered_to_defend_it() {
+        let mut probe = ArpRepr::parse(&fixtures::arp_request_broadcast()).expect("fixture");
+        probe.sender_ip = Ipv4Addr::UNSPECIFIED;
+        let verdict = respond(&probe.to_vec(), &iface(MAC_B), &owned(&["198.51.100.2"]));
+        let Verdict::Reply(Frame::Arp(reply)) = verdict else {
+            panic!("expected an ARP reply, got {verdict:?}");
+        };
+        assert_eq!(reply.operation, ArpOperation::Reply);
+        assert_eq!(reply.ethernet.destination, mac(MAC_A));
+        assert_eq!(reply.sender_ip, Ipv4Addr::new(198, 51, 100, 2));
+        assert_eq!(reply.sender_mac, mac(MAC_B));
+        assert_eq!(reply.target_ip, Ipv4Addr::UNSPECIFIED);
+    }
+
+    #[test]
+    fn arp_drop_reasons() {
+        let token_ring = {
+            let mut frame = fixtures::arp_request_broadcast();
+            frame[14..16].copy_from_slice(&[0, 6]);
+            frame
+        };
+        let for_someone_else = {
+            let mut frame = fixtures::arp_request_broadcast();
+            frame[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x99]);
+            frame
+        };
+        let from_broadcast_mac = {
+            let mut frame = fixtures::arp_request_broadcast();
+            frame[22..28].copy_from_slice(&[0xff; 6]);
+            frame
+        };
+        let cases: &[DropCase] = &[
+            (
+                "a request for an address another node owns is not answered",
+                fixtures::arp_request_broadcast(),
+                MAC_B,
+                &["198.51.100.3"],
+                DropReason::NotOurs,
+            ),
+            (
+                "nothing is answered when nothing is owned",
+                fixtures::arp_request_broadcast(),
+                MAC_B,
+                &[],
+                DropReason::NotOurs,
+            ),
+            (
+                "a reply is never answered",
+                fixtures::arp_reply(),
+                MAC_A,
+                &["198.51.100.1"],
+                DropReason::NotARequest,
+            ),
+            (
+                "a request unicast to another station is that station's to answer",
+                for_someone_else,
+                MAC_B,
+                &["198.51.100.2"],
+                DropReason::OtherHost,
+            ),
+            (
+                "a reply to a broadcast sender MAC would flood the segment",
+                from_broadcast_mac,
+                MAC_B,
+                &["198.51.100.2"],
+                DropReason::Malformed,
+            ),
+            (
+                "ARP over token ring is not ours to handle",
+                token_ring,
+                MAC_B,
+                &["198.51.100.2"],
+                DropReason::Unsupported,
+            ),
+            (
+                "a runt frame is truncated",
+                fixtures::arp_request_broadcast()[..30].to_vec(),
+                MAC_B,
+                &["198.51.100.2"],
+                DropReason::Truncated,
+            ),
+        ];
+        for (desc, frame, mac_bytes, addrs, expected) in cases {
+            assert_eq!(
+                respond(frame, &iface(*mac_bytes), &owned(addrs)),
+                Verdict::Drop(*expected),
+                "{desc}"
+            );
+        }
+    }
+
+    #[test]
+    fn our_own_frame_seen_again_is_ignored() {
+        let own = gratuitous_arp(&iface(MAC_B), Ipv4Addr::new(198, 51, 100, 2));
+        assert_eq!(
+            respond(&own.to_vec(), &iface(MAC_B), &owned(&["198.51.100.2"])),
+            Verdict::Drop(DropReason::OwnFrame)
+        );
+    }
+
+    #[test]
+    fn another_mac_announcing_an_owned_ipv4_address_is_a_conflict() {
+        let verdict = respond(
+            &fixtures::arp_gratuitous_request(),
+            &iface(MAC_B),
+            &owned(&["198.51.100.2"]),
+        );
+        assert_eq!(
+            verdict,
+            Verdict::Conflict(Conflict {
+                address: "198.51.100.2".parse().expect("address"),
+                mac: mac(MAC_B2),
+            })
+        );
+    }
+
+    #[test]
+    fn a_multicast_ns_for_an_owned_address_gets_the_kernels_own_na() {
+        let verdict = respond(
+            &fixtures::ns_multicast(),
+            &iface(MAC_B),
+            &owned(&["2001:db8:100::2"]),
+        );
+        assert_eq!(reply_bytes(verdict), fixtures::na_solicited());
+    }
+
+    #[test]
+    fn a_unicast_nud_probe_is_answered_with_override_and_the_option() {
+        let na = reply_ndp(respond(
+            &fixtures::ns_unicast(),
+            &iface(MAC_A),
+            &owned(&["2001:db8:100::1"]),
+        ));
+        // Same addresses as the kernel's own answer to this probe…
+        let kernel = NdpRepr::parse(&fixtures::na_solicited_bare()).expect("fixture");
+        assert_eq!(
+            (na.ethernet, na.source, na.destination),
+            (kernel.ethernet, kernel.source, kernel.destination)
+        );
+        // …but O and the option set, so a client caching another MAC switches.
+        assert_eq!(
+            na.message,
+            NdpMessage::NeighborAdvert {
+                target: v6("2001:db8:100::1"),
+                flags: NeighborFlags::SOLICITED | NeighborFlags::OVERRIDE,
+                target_ll: Some(mac(MAC_A)),
+            }
+        );
+    }
+
+    #[test]
+    fn a_dad_probe_for_an_owned_address_is_answered_to_all_nodes() {
+        let na = reply_ndp(respond(
+            &fixtures::ns_dad(),
+            &iface(MAC_B),
+            &owned(&["2001:db8:100::a"]),
+        ));
+        assert_eq!(
+            na,
+            NdpRepr {
+                ethernet: Ethernet {
+                    source: mac(MAC_B),
+                    destination: mac([0x33, 0x33, 0, 0, 0, 1]),
+                },
+                source: v6("2001:db8:100::a"),
+                destination: ALL_NODES,
+                message: NdpMessage::NeighborAdvert {
+                    target: v6("2001:db8:100::a"),
+                    flags: NeighborFlags::OVERRIDE,
+                    target_ll: Some(mac(MAC_B)),
+                },
+            }
+        );
+    }
+
+    fn ns_without_option(destination: Ipv6Addr, eth_destination: MacAddr) -> Vec<u8> {
+        NdpRepr {
+            ethernet: Ethernet {
+                source: mac(MAC_A),
+                destination: eth_destination,
+            },
+            source: v6("2001:db8:100::1"),
+            destination,
+            message: NdpMessage::NeighborSolicit {
+                target: v6("2001:db8:100::2"),
+                source_ll: None,
+            },
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn a_unicast_ns_without_the_option_is_answered_to_the_frames_source() {
+        let frame = ns_without_option(v6("2001:db8:100::2"), mac(MAC_B));
+        let na = reply_ndp(respond(&frame, &iface(MAC_B), &owned(&["2001:db8:100::2"])));
+        assert_eq!(na.ethernet.destination, mac(MAC_A));
+        assert_eq!(na.destination, v6("2001:db8:100::1"));
+    }
+
+    #[test]
+    fn ndp_drop_reasons() {
+        let bad_checksum = {
+            let mut frame = fixtures::ns_multicast();
+            frame[57] ^= 1;
+            frame
+        };
+        let echo_request = {
+            let mut frame = fixtures::ns_multicast();
+            frame[54] = 128;
+            frame
+        };
+        let cases: &[DropCase] = &[
+            (
+                "an NS for an address another node owns is not answered",
+                fixtures::ns_multicast(),
+                MAC_B,
+                &["2001:db8:100::3"],
+                DropReason::NotOurs,
+            ),
+            (
+                "an NA is never answered",
+                fixtures::na_solicited(),
+                MAC_A,
+                &["2001:db8:100::1"],
+                DropReason::NotARequest,
+            ),
+            (
+                "a multicast NS without its source link-layer option has no one to answer to",
+                ns_without_option(
+                    ndp::solicited_node(v6("2001:db8:100::2")),
+                    mac([0x33, 0x33, 0xff, 0, 0, 2]),
+                ),
+                MAC_B,
+                &["2001:db8:100::2"],
+                DropReason::NoSourceLinkLayer,
+            ),
+            (
+                "a NUD probe for an owned address sent to another station's MAC",
+                fixtures::ns_unicast(),
+                [2, 0, 0, 0, 0, 0x99],
+                &["2001:db8:100::1"],
+                DropReason::OtherHost,
+            ),
+            (
+                "a corrupted checksum",
+                bad_checksum,
+                MAC_B,
+                &["2001:db8:100::2"],
+                DropReason::BadChecksum,
+            ),
+            (
+                "an echo request",
+                echo_request,
+                MAC_B,
+                &["2001:db8:100::2"],
+                DropReason::Unsupported,
+            ),
+            (
+                "our own NS seen again",
+                fixtures::ns_multicast(),
+                MAC_A,
+                &["2001:db8:100::2"],
+                DropReason::OwnFrame,
+            ),
+        ];
+        for (desc, frame, mac_bytes, addrs, expected) in cases {
+            assert_eq!(
+                respond(frame, &iface(*mac_bytes), &owned(addrs)),
+                Verdict::Drop(*expected),
+                "{desc}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_na_from_another_mac_for_an_owned_address_is_a_conflict() {
+        assert_eq!(
+            respond(
+                &fixtures::na_unsolicited(),
+                &iface(MAC_B),
+                &owned(&["2001:db8:100::2"])
+            ),
+            Verdict::Conflict(Conflict {
+                address: "2001:db8:100::2".parse().expect("address"),
+                mac: mac(MAC_B2),
+            })
+        );
+    }
+
+    #[test]
+    fn gratuitous_arp_is_the_request_form_the_kernel_sends() {
+        let garp = gratuitous_arp(&iface(MAC_B2), Ipv4Addr::new(198, 51, 100, 2));
+        assert_eq!(garp.to_vec(), fixtures::arp_gratuitous_request());
+    }
+
+    #[test]
+    fn unsolicited_na_is_what_the_kernel_sends() {
+        let na = unsolicited_na(&iface(MAC_B2), v6("2001:db8:100::2"));
+        assert_eq!(na.to_vec(), fixtures::na_unsolicited());
+        assert_eq!(
+            announcement(&iface(MAC_B2), "2001:db8:100::2".parse().expect("address")).to_vec(),
+            fixtures::na_unsolicited()
+        );
+    }
+
+    #[test]
+    fn owned_addresses_track_inserts_and_removals() {
+        let mut owned = OwnedAddresses::new();
+        assert!(owned.is_empty());
+        assert!(owned.insert("198.51.100.2".parse().expect("address")));
+        assert!(!owned.insert("198.51.100.2".parse().expect("address")));
+        assert!(owned.insert("2001:db8:100::2".parse().expect("address")));
+        assert_eq!(owned.len(), 2);
+        assert!(owned.remove("198.51.100.2".parse().expect("address")));
+        assert!(!owned.contains("198.51.100.2".parse().expect("address")));
+        assert_eq!(
+            owned.iter().collect::<Vec<_>>(),
+            vec!["2001:db8:100::2".parse::<IpAddr>().expect("address")]
+        );
+    }
+
+    #[test]
+    fn drop_labels_are_distinct() {
+        let all = [
+            DropReason::Truncated,
+            DropReason::Malformed,
+            DropReason::BadChecksum,
+            DropReason::Unsupported,
+            DropReason::OwnFrame,
+            DropReason::NotARequest,
+            DropReason::OtherHost,
+            DropReason::NotOurs,
+            DropReason::NoSourceLinkLayer,
+        ];
+        let labels: BTreeSet<&str> = all.iter().map(|r| r.as_label()).collect();
+        assert_eq!(labels.len(), all.len());
+    }
+
+    /// A small address space so that random requests often hit owned ones.
+    fn any_frame() -> impl Strategy<Value = Vec<u8>> {
+        let macs = prop_oneof![
+            Just(MAC_A),
+            Just(MAC_B),
+            Just([0xff; 6]),
+            Just([0x33, 0x33, 0xff, 0, 0, 2])
+        ]
+        .prop_map(mac);
+        let v4 = (0u8..4).prop_map(|last| Ipv4Addr::new(198, 51, 100, last));
+        let v6 = (0u16..4).prop_map(|last| Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, last));
+        let arp = (
+            macs.clone(),
+            macs.clone(),
+            any::<bool>(),
+            macs.clone(),
+            v4.clone(),
+            macs.clone(),
+            v4,
+        )
+            .prop_map(|(src, dst, reply, sha, spa, tha, tpa)| {
+                ArpRepr {
+                    ethernet: Ethernet {
+                        source: src,
+                        destination: dst,
+                    },
+                    operation: if reply {
+                        ArpOperation::Reply
+                    } else {
+                        ArpOperation::Request
+                    },
+                    sender_mac: sha,
+                    sender_ip: spa,
+                    target_mac: tha,
+                    target_ip: tpa,
+                }
+                .to_vec()
+            });
+        let ns = (
+            macs.clone(),
+            macs.clone(),
+            v6.clone(),
+            v6,
+            proptest::option::of(macs),
+            any::<bool>(),
+        )
+            .prop_map(|(src, dst, source, target, source_ll, multicast)| {
+                let source = if source.segments()[7] == 0 {
+                    Ipv6Addr::UNSPECIFIED
+                } else {
+                    source
+                };
+                let (destination, source_ll) = if source.is_unspecified() {
+                    (ndp::solicited_node(target), None)
+                } else if multicast {
+                    (ndp::solicited_node(target), source_ll)
+                } else {
+                    (target, source_ll)
+                };
+                NdpRepr {
+                    ethernet: Ethernet {
+                        source: src,
+                        destination: dst,
+                    },
+                    source,
+                    destination,
+                    message: NdpMessage::NeighborSolicit { target, source_ll },
+                }
+                .to_vec()
+            });
+        prop_oneof![arp, ns]
+    }
+
+    fn any_owned() -> impl Strategy<Value = OwnedAddresses> {
+        proptest::collection::vec((any::<bool>(), 0u8..4), 0..5).prop_map(|picks| {
+            picks
+                .into_iter()
+                .map(|(v6, last)| {
+                    if v6 {
+                        IpAddr::V6(Ipv6Addr::new(
+                            0x2001,
+                            0xdb8,
+                            0x100,
+                            0,
+                            0,
+                            0,
+                            0,
+                            u16::from(last),
+                        ))
+                    } else {
+                        IpAddr::V4(Ipv4Addr::new(198, 51, 100, last))
+                    }
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn replies_only_for_owned_addresses_from_our_own_mac(
+            frame in any_frame(),
+            owned in any_owned(),
+            ours in prop_oneof![Just(MAC_A), Just(MAC_B)],
+        ) {
+            let iface = iface(ours);
+            if let Verdict::Reply(reply) = respond(&frame, &iface, &owned) {
+                prop_assert!(owned.contains(reply.address()), "replied for {} owning {:?}", reply.address(), owned);
+                let unicast_to = match reply {
+                    Frame::Arp(arp) => Some(arp.ethernet.destination),
+                    Frame::Ndp(na) if !na.destination.is_multicast() => Some(na.ethernet.destination),
+                    Frame::Ndp(_) => None,
+                };
+                if let Some(station) = unicast_to {
+                    prop_assert!(is_station(station), "reply unicast to {}", station);
+                }
+                match reply {
+                    Frame::Arp(arp) => {
+                        prop_assert_eq!(arp.ethernet.source, iface.mac);
+                        prop_assert_eq!(arp.sender_mac, iface.mac);
+                        prop_assert_eq!(arp.operation, ArpOperation::Reply);
+                    }
+                    Frame::Ndp(na) => {
+                        prop_assert_eq!(na.ethernet.source, iface.mac);
+                        let NdpMessage::NeighborAdvert { flags, target_ll, .. } = na.message else {
+                            return Err(TestCaseError::fail("an NS sent as a reply"));
+                        };
+                        prop_assert_eq!(target_ll, Some(iface.mac));
+                        prop_assert!(flags.contains(NeighborFlags::OVERRIDE));
+                    }
+                }
+                // What is sent parses back to itself.
+                prop_assert_eq!(Frame::parse(&reply.to_vec()), Ok(reply));
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = respond(&bytes, &iface(MAC_B), &owned(&["198.51.100.2", "2001:db8:100::2"]));
+        }
+    }
+}
