@@ -1,6 +1,8 @@
 //! The real control plane the tests run against: etcd and kube-apiserver
 //! started by `tests/cluster/control-plane`. A test binary attaches to the one
-//! named by `FERROLB_KUBECONFIG`, or starts (and leaves running) the shared one.
+//! named by `FERROLB_KUBECONFIG`, or starts (and leaves running) the shared one;
+//! a test that needs a cluster of its own (Services are cluster-wide, and
+//! namespaces are never really deleted) starts a private one, stopped on drop.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +25,29 @@ pub struct ControlPlane {
     pub kubectl: PathBuf,
 }
 
+/// A control plane of one test's own, stopped when dropped.
+#[derive(Debug)]
+pub struct OwnControlPlane {
+    plane: ControlPlane,
+    run_dir: PathBuf,
+}
+
+impl std::ops::Deref for OwnControlPlane {
+    type Target = ControlPlane;
+    fn deref(&self) -> &ControlPlane {
+        &self.plane
+    }
+}
+
+impl Drop for OwnControlPlane {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .arg("down")
+            .env("FERROLB_RUN", &self.run_dir)
+            .status();
+    }
+}
+
 static SHARED: OnceCell<ControlPlane> = OnceCell::const_new();
 
 impl ControlPlane {
@@ -37,27 +62,51 @@ impl ControlPlane {
             .await
     }
 
+    /// Starts a control plane for the calling test alone.
+    pub async fn own() -> OwnControlPlane {
+        let run_dir = std::env::temp_dir().join(unique("ferrolb-cp"));
+        let dir = run_dir.clone();
+        let plane = tokio::task::spawn_blocking(move || ControlPlane::start(Some(&dir)))
+            .await
+            .expect("control plane start panicked");
+        OwnControlPlane { plane, run_dir }
+    }
+
     fn attach_or_start() -> ControlPlane {
-        let kubeconfig = match std::env::var_os("FERROLB_KUBECONFIG") {
-            Some(path) => PathBuf::from(path),
-            None => {
-                let status = Command::new(script())
-                    .arg("up")
-                    .status()
-                    .expect("run tests/cluster/control-plane");
-                assert!(status.success(), "tests/cluster/control-plane up failed");
-                let env = Command::new(script())
-                    .arg("env")
-                    .output()
-                    .expect("run tests/cluster/control-plane env");
-                let env = String::from_utf8_lossy(&env.stdout);
-                let path = env
-                    .lines()
-                    .find_map(|l| l.strip_prefix("export KUBECONFIG="))
-                    .expect("control-plane env prints KUBECONFIG");
-                PathBuf::from(path)
+        match std::env::var_os("FERROLB_KUBECONFIG") {
+            Some(path) => ControlPlane::at(PathBuf::from(path)),
+            None => ControlPlane::start(None),
+        }
+    }
+
+    /// Runs the script's `up` (for the instance in `run_dir`, or the shared
+    /// one) and returns the instance.
+    fn start(run_dir: Option<&Path>) -> ControlPlane {
+        let script = || {
+            let mut cmd = Command::new(script());
+            if let Some(dir) = run_dir {
+                cmd.env("FERROLB_RUN", dir);
             }
+            cmd
         };
+        let status = script()
+            .arg("up")
+            .status()
+            .expect("run tests/cluster/control-plane");
+        assert!(status.success(), "tests/cluster/control-plane up failed");
+        let env = script()
+            .arg("env")
+            .output()
+            .expect("run tests/cluster/control-plane env");
+        let env = String::from_utf8_lossy(&env.stdout);
+        let path = env
+            .lines()
+            .find_map(|l| l.strip_prefix("export KUBECONFIG="))
+            .expect("control-plane env prints KUBECONFIG");
+        ControlPlane::at(PathBuf::from(path))
+    }
+
+    fn at(kubeconfig: PathBuf) -> ControlPlane {
         let kubectl = kubeconfig.with_file_name("kubectl");
         assert!(
             kubectl.exists(),
@@ -82,7 +131,11 @@ impl ControlPlane {
     /// Runs kubectl against this control plane and returns its standard
     /// output; panics with its standard error when it fails.
     pub fn kubectl(&self, args: &[&str]) -> String {
-        let out = self.kubectl_command().args(args).output().expect("run kubectl");
+        let out = self
+            .kubectl_command()
+            .args(args)
+            .output()
+            .expect("run kubectl");
         assert!(
             out.status.success(),
             "kubectl {args:?} failed: {}",

@@ -4,10 +4,12 @@
 //! deadlines ([`wait`]). Tests live in `tests/*.rs`, one behaviour per file.
 
 pub mod control_plane;
+pub mod daemons;
 pub mod netns;
 pub mod objects;
 pub mod wait;
 
 pub use control_plane::ControlPlane;
+pub use daemons::Daemon;
 pub use netns::{Lan, Netns};
 pub use wait::wait_for;

@@ -164,14 +164,37 @@ impl Lan {
         run(
             "ip",
             &[
-                "link", "set", &bridge, "type", "bridge", "forward_delay", "0", "mcast_snooping",
+                "link",
+                "set",
+                &bridge,
+                "type",
+                "bridge",
+                "forward_delay",
+                "0",
+                "mcast_snooping",
                 "0",
             ],
         );
-        run("ip", &["addr", "add", &format!("{}/26", lan.gateway_v4()), "dev", &bridge]);
         run(
             "ip",
-            &["addr", "add", &format!("{}/64", lan.gateway_v6()), "dev", &bridge, "nodad"],
+            &[
+                "addr",
+                "add",
+                &format!("{}/26", lan.gateway_v4()),
+                "dev",
+                &bridge,
+            ],
+        );
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/64", lan.gateway_v6()),
+                "dev",
+                &bridge,
+                "nodad",
+            ],
         );
         run("ip", &["link", "set", &bridge, "up"]);
         for i in 1..=nodes {
@@ -223,7 +246,10 @@ impl Lan {
                 "link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns", &name,
             ],
         );
-        run("ip", &["link", "set", &outside, "master", &self.bridge, "up"]);
+        run(
+            "ip",
+            &["link", "set", &outside, "master", &self.bridge, "up"],
+        );
         let ns = |args: &[&str]| {
             let mut full = vec!["netns", "exec", &name, "ip"];
             full.extend_from_slice(args);
@@ -242,19 +268,12 @@ impl Lan {
             "via",
             &self.gateway_v4().to_string(),
         ]);
-        let mac = String::from_utf8_lossy(
-            &ns(&["-br", "link", "show", "eth0"]).stdout,
-        )
-        .split_whitespace()
-        .nth(2)
-        .unwrap_or_default()
-        .to_owned();
-        Netns {
-            name,
-            mac,
-            v4,
-            v6,
-        }
+        let mac = String::from_utf8_lossy(&ns(&["-br", "link", "show", "eth0"]).stdout)
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_owned();
+        Netns { name, mac, v4, v6 }
     }
 
     /// An address of this LAN's subnets for a LoadBalancer pool: host

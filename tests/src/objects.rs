@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{
     Namespace, Node, NodeAddress, NodeCondition, NodeStatus, Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
-use kube::api::{Api, ObjectMeta, PostParams};
 use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
 
 use crate::control_plane::unique;
 
@@ -166,19 +166,64 @@ pub fn endpoint_slice(service: &str, endpoints: &[(&str, &str, bool)]) -> Endpoi
             ..Default::default()
         },
         address_type: "IPv4".into(),
-        endpoints: endpoints
-            .iter()
-            .map(|(address, node, ready)| Endpoint {
-                addresses: vec![(*address).to_owned()],
-                node_name: Some((*node).to_owned()),
-                conditions: Some(EndpointConditions {
-                    ready: Some(*ready),
-                    serving: Some(*ready),
-                    terminating: Some(false),
-                }),
-                ..Default::default()
-            })
-            .collect(),
+        endpoints: Some(
+            endpoints
+                .iter()
+                .map(|(address, node, ready)| Endpoint {
+                    addresses: vec![(*address).to_owned()],
+                    node_name: Some((*node).to_owned()),
+                    conditions: Some(EndpointConditions {
+                        ready: Some(*ready),
+                        serving: Some(*ready),
+                        terminating: Some(false),
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
         ports: None,
     }
+}
+
+/// Writes ferrolb's ConfigMap (`ferrolb-system/ferrolb-config`) with `config`
+/// as its `config` key, creating the namespace if needed.
+pub async fn apply_config(client: &Client, config: &str) {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Patch, PatchParams};
+    let namespaces = Api::<Namespace>::all(client.clone());
+    if namespaces
+        .get_opt("ferrolb-system")
+        .await
+        .expect("get namespace")
+        .is_none()
+    {
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some("ferrolb-system".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create ferrolb-system");
+    }
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("ferrolb-config".into()),
+            namespace: Some("ferrolb-system".into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("config".to_owned(), config.to_owned())])),
+        ..Default::default()
+    };
+    Api::<ConfigMap>::namespaced(client.clone(), "ferrolb-system")
+        .patch(
+            "ferrolb-config",
+            &PatchParams::apply("ferrolb-e2e").force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .expect("apply ferrolb config");
 }

@@ -1,8 +1,8 @@
 //! A LoadBalancer Service on the real API server, before ferrolb runs: it gets
 //! a ClusterIP and NodePorts, and `kubectl get svc` shows it `<pending>`.
 
-use ferrolb_e2e::objects::{namespace, LoadBalancer};
 use ferrolb_e2e::ControlPlane;
+use ferrolb_e2e::objects::{LoadBalancer, namespace};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
 
@@ -27,7 +27,12 @@ async fn load_balancer_service_without_ferrolb_stays_pending() {
     assert!((20000..=60000).contains(&node_port), "NodePort {node_port}");
 
     let table = cp.kubectl(&["get", "svc", "web", "-n", &ns]);
-    let row: Vec<&str> = table.lines().nth(1).expect("a row").split_whitespace().collect();
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .expect("a row")
+        .split_whitespace()
+        .collect();
     assert_eq!(row[0], "web");
     assert_eq!(row[1], "LoadBalancer");
     assert_eq!(row[2], cluster_ip);
@@ -47,7 +52,10 @@ async fn dual_stack_service_gets_both_cluster_ips() {
         .await
         .expect("create dual-stack Service");
 
-    let ips = created.spec.and_then(|s| s.cluster_ips).expect("clusterIPs");
+    let ips = created
+        .spec
+        .and_then(|s| s.cluster_ips)
+        .expect("clusterIPs");
     assert_eq!(ips.len(), 2, "{ips:?}");
     assert!(ips[1].contains(':'), "second ClusterIP is IPv6: {ips:?}");
 }

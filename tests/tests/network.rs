@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ferrolb_e2e::{wait_for, ControlPlane, Lan};
+use ferrolb_e2e::{ControlPlane, Lan, wait_for};
 
 #[tokio::test]
 async fn node_namespace_lists_services_with_the_generated_kubeconfig() {
@@ -29,7 +29,10 @@ async fn node_namespace_lists_services_with_the_generated_kubeconfig() {
         lan.node(1).name,
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "service/kubernetes");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "service/kubernetes"
+    );
 }
 
 #[tokio::test]
@@ -40,18 +43,24 @@ async fn client_reaches_a_tcp_listener_in_a_node_namespace() {
     let addr = format!("{}:8080", node.v4);
     let _listener = node.spawn(probe, &["listen", &addr, "hello from node-2"], &[]);
 
-    let reply = wait_for("the listener in node-2", Duration::from_secs(10), || async {
-        let out = lan.client.exec(probe, &["connect", &addr]);
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    })
+    let reply = wait_for(
+        "the listener in node-2",
+        Duration::from_secs(10),
+        || async {
+            let out = lan.client.exec(probe, &["connect", &addr]);
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        },
+    )
     .await;
     assert_eq!(reply, "hello from node-2");
 
     // The client learnt node-2's MAC by ARP, across the bridge.
-    let neigh = lan.client.exec_ok("ip", &["neigh", "show", &node.v4.to_string()]);
+    let neigh = lan
+        .client
+        .exec_ok("ip", &["neigh", "show", &node.v4.to_string()]);
     assert!(neigh.contains(&node.mac), "client neighbour table: {neigh}");
 }
