@@ -2,8 +2,10 @@
 //! the owner, answers ARP and IPv6 Neighbor Solicitations for it.
 //!
 //! The pure cores come first: [`wire`] parses and builds frames, [`respond`]
-//! decides what to answer to one received frame. Neither opens a socket,
-//! reads a clock or logs; the shells around them do.
+//! decides what to answer to one received frame, [`election`] decides which
+//! node owns an address. None of them opens a socket, reads a clock or logs;
+//! the shells around them do.
 
+pub mod election;
 pub mod respond;
 pub mod wire;
