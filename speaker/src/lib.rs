@@ -9,3 +9,8 @@
 pub mod election;
 pub mod respond;
 pub mod wire;
+
+// Shells: the announcer owns the sockets and the per-interface tasks.
+pub mod announcer;
+pub mod interfaces;
+pub mod socket;

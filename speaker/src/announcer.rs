@@ -1,0 +1,837 @@
+//! The announcer: turns the desired [`Announcements`] into answered ARP and
+//! NDP on this node. It owns one task per suitable interface — read a frame,
+//! ask [`respond`], send the reply or count the drop — and the gratuitous
+//! burst a newly owned address gets. It makes no ownership decisions: it
+//! announces exactly what the `watch` channel says, from the moment it says it.
+//!
+//! Start with [`Announcer::new`] and [`Announcer::run`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::interfaces::{self, Eligibility, InterfaceFacts, permits};
+use crate::respond::{self, DropReason, Interface, OwnedAddresses, Verdict, respond};
+use crate::socket::{Listen, PacketSocket, Received, SocketError, SolicitedNodeGroups};
+use crate::wire::Frame;
+
+/// The addresses this node should announce now, each with the interfaces its
+/// pool allows (empty: every suitable interface). Whoever decides ownership
+/// publishes a new value on a `watch` channel; the announcer follows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Announcements {
+    addresses: BTreeMap<IpAddr, BTreeSet<String>>,
+}
+
+impl Announcements {
+    /// Nothing announced.
+    pub fn new() -> Announcements {
+        Announcements::default()
+    }
+
+    /// Announces `address` on `interfaces`, or on every suitable interface if
+    /// that list is empty (a pool's `interfaces`). Announcing an address again
+    /// (several Services sharing it) widens the set: every interface if either
+    /// list is empty, their union otherwise.
+    pub fn announce<I, S>(&mut self, address: IpAddr, interfaces: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let named: BTreeSet<String> = interfaces.into_iter().map(Into::into).collect();
+        match self.addresses.get_mut(&address) {
+            None => {
+                self.addresses.insert(address, named);
+            }
+            Some(current) if current.is_empty() => {}
+            Some(current) if named.is_empty() => current.clear(),
+            Some(current) => current.extend(named),
+        }
+    }
+
+    /// Stops announcing `address`; false if it was not announced.
+    pub fn withdraw(&mut self, address: IpAddr) -> bool {
+        self.addresses.remove(&address).is_some()
+    }
+
+    /// Whether `address` is announced.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        self.addresses.contains_key(&address)
+    }
+
+    /// The interfaces `address` is limited to (empty: all suitable ones), or
+    /// `None` if it is not announced.
+    pub fn interfaces(&self, address: IpAddr) -> Option<&BTreeSet<String>> {
+        self.addresses.get(&address)
+    }
+
+    /// Every announced address with its interface list, in address order.
+    pub fn iter(&self) -> impl Iterator<Item = (IpAddr, &BTreeSet<String>)> {
+        self.addresses.iter().map(|(a, names)| (*a, names))
+    }
+
+    /// How many addresses are announced.
+    pub fn len(&self) -> usize {
+        self.addresses.len()
+    }
+
+    /// Whether nothing is announced.
+    pub fn is_empty(&self) -> bool {
+        self.addresses.is_empty()
+    }
+
+    /// The addresses announced on `interface` (with its eligibility): what the
+    /// responder there answers for.
+    pub fn owned_on(&self, interface: &str, eligibility: &Eligibility) -> OwnedAddresses {
+        self.iter()
+            .filter(|(_, named)| permits(eligibility, interface, named))
+            .map(|(address, _)| address)
+            .collect()
+    }
+
+    /// Announced addresses that no interface among `interfaces` may carry —
+    /// e.g. a pool naming `eth1` on a node without one. Nothing is sent for
+    /// them; the caller should say so (MetalLB's `announceFailed`).
+    pub fn unannounceable(&self, interfaces: &[InterfaceFacts]) -> Vec<IpAddr> {
+        let judged: Vec<(&str, Eligibility)> = interfaces
+            .iter()
+            .map(|f| (f.name.as_str(), interfaces::eligibility(f)))
+            .collect();
+        self.iter()
+            .filter(|(_, named)| {
+                !judged
+                    .iter()
+                    .any(|(name, eligibility)| permits(eligibility, name, named))
+            })
+            .map(|(address, _)| address)
+            .collect()
+    }
+
+    /// Every interface name some address is limited to.
+    fn named_interfaces(&self) -> BTreeSet<String> {
+        self.addresses.values().flatten().cloned().collect()
+    }
+}
+
+impl<S: Into<String>> FromIterator<(IpAddr, Vec<S>)> for Announcements {
+    fn from_iter<T: IntoIterator<Item = (IpAddr, Vec<S>)>>(iter: T) -> Announcements {
+        let mut announcements = Announcements::new();
+        for (address, interfaces) in iter {
+            announcements.announce(address, interfaces);
+        }
+        announcements
+    }
+}
+
+/// Timing of the announcer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// How often the interface list is read again, so interfaces that appear,
+    /// go down or change MAC are picked up.
+    pub rescan_interval: Duration,
+    /// Gratuitous ARP / unsolicited NA frames sent per newly owned address
+    /// and interface; the first goes out at once.
+    pub gratuitous_rounds: u32,
+    /// Spacing of those frames. Longer than the IPv4 neighbour `locktime`
+    /// (1 s), so a repeat always lands outside a lock window some other
+    /// update opened on a client.
+    pub gratuitous_interval: Duration,
+}
+
+impl Default for Settings {
+    /// Rescan every 5 s; five gratuitous frames 1.1 s apart (≈4.4 s), as
+    /// MetalLB sends them.
+    fn default() -> Settings {
+        Settings {
+            rescan_interval: Duration::from_secs(5),
+            gratuitous_rounds: 5,
+            gratuitous_interval: Duration::from_millis(1100),
+        }
+    }
+}
+
+/// What happened for one announced address, summed over interfaces. Named
+/// for the metrics they feed (MetalLB's `metallb_layer2_*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddressCounts {
+    /// ARP requests and Neighbor Solicitations answered or about to be
+    /// (`requests_received`).
+    pub requests_received: u64,
+    /// Replies actually sent (`responses_sent`).
+    pub responses_sent: u64,
+    /// Gratuitous ARP / unsolicited NA frames sent (`gratuitous_sent`).
+    pub gratuitous_sent: u64,
+    /// Frames from another MAC claiming the address (`conflicts`).
+    pub conflicts: u64,
+}
+
+/// A copy of every counter at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    /// Per address; an address stays listed after it is withdrawn, so its
+    /// counters never go backwards.
+    pub addresses: BTreeMap<IpAddr, AddressCounts>,
+    /// Frames not answered, by [`DropReason::as_label`].
+    pub drops: BTreeMap<&'static str, u64>,
+    /// Frames the kernel refused to send.
+    pub send_errors: u64,
+}
+
+/// The announcer's counters, shared with the metrics exporter.
+#[derive(Debug, Default)]
+pub struct Counters {
+    state: Mutex<CountersSnapshot>,
+}
+
+impl Counters {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> CountersSnapshot {
+        self.with(|state| state.clone())
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut CountersSnapshot) -> R) -> R {
+        // A panic elsewhere while holding the lock leaves plain integers
+        // behind: still valid, so keep counting.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut state)
+    }
+
+    fn address(&self, address: IpAddr, f: impl FnOnce(&mut AddressCounts)) {
+        self.with(|state| f(state.addresses.entry(address).or_default()));
+    }
+
+    fn dropped(&self, reason: DropReason) {
+        self.with(|state| *state.drops.entry(reason.as_label()).or_default() += 1);
+    }
+
+    fn send_failed(&self) {
+        self.with(|state| state.send_errors += 1);
+    }
+}
+
+/// Runs the announcement for one node: which interfaces, which sockets,
+/// which answers.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use ferrolb_speaker::announcer::{Announcements, Announcer, Settings};
+/// use tokio::sync::watch;
+/// use tokio_util::sync::CancellationToken;
+///
+/// # async fn wire(shutdown: CancellationToken) {
+/// let (desired, receiver) = watch::channel(Announcements::new());
+/// let announcer = Announcer::new(receiver, Settings::default());
+/// let counters = announcer.counters(); // for the metrics exporter
+/// let running = tokio::spawn(announcer.run(shutdown.child_token()));
+///
+/// desired.send_modify(|a| a.announce("198.51.100.10".parse().unwrap(), Vec::<String>::new()));
+/// // … later: stop answering at once.
+/// desired.send_modify(|a| {
+///     a.withdraw("198.51.100.10".parse().unwrap());
+/// });
+/// shutdown.cancel();
+/// running.await.unwrap();
+/// # let _ = counters; }
+/// ```
+#[derive(Debug)]
+pub struct Announcer {
+    desired: watch::Receiver<Announcements>,
+    settings: Settings,
+    counters: Arc<Counters>,
+    interfaces: watch::Sender<Vec<InterfaceFacts>>,
+}
+
+impl Announcer {
+    /// An announcer following `desired`. Nothing happens until [`run`].
+    ///
+    /// [`run`]: Announcer::run
+    pub fn new(desired: watch::Receiver<Announcements>, settings: Settings) -> Announcer {
+        Announcer {
+            desired,
+            settings,
+            counters: Arc::default(),
+            interfaces: watch::Sender::new(Vec::new()),
+        }
+    }
+
+    /// The counters, for the metrics exporter.
+    pub fn counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Every interface of the node as last scanned (judge them with
+    /// [`interfaces::eligibility`], or pass them to
+    /// [`Announcements::unannounceable`]).
+    pub fn interfaces(&self) -> watch::Receiver<Vec<InterfaceFacts>> {
+        self.interfaces.subscribe()
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops every interface task
+    /// and returns once they have closed their sockets (and so left their
+    /// multicast groups). Must run inside a tokio runtime; needs CAP_NET_RAW.
+    ///
+    /// If the sender of `desired` is dropped, the last announcements stay in
+    /// force until shutdown.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut serving: BTreeMap<String, Serving> = BTreeMap::new();
+        let mut scanned: Vec<InterfaceFacts> = Vec::new();
+        let mut rescan = tokio::time::interval(self.settings.rescan_interval);
+        rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut desired_open = true;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = rescan.tick() => match interfaces::scan() {
+                    Ok(found) => {
+                        scanned = found;
+                        self.interfaces.send_replace(scanned.clone());
+                    }
+                    Err(error) => warn!(%error, "keeping the previous interface list"),
+                },
+                changed = self.desired.changed(), if desired_open => {
+                    desired_open = changed.is_ok();
+                }
+            }
+            self.reconcile(&mut serving, &scanned, &shutdown);
+        }
+        for (_, interface) in std::mem::take(&mut serving) {
+            interface.stop.cancel();
+            // A task that panicked has nothing left to close.
+            let _ = interface.task.await;
+        }
+    }
+
+    /// Starts and stops interface tasks so that exactly the interfaces that
+    /// qualify now are served.
+    fn reconcile(
+        &self,
+        serving: &mut BTreeMap<String, Serving>,
+        scanned: &[InterfaceFacts],
+        shutdown: &CancellationToken,
+    ) {
+        let named = self.desired.borrow().named_interfaces();
+        let mut wanted: BTreeMap<&str, (&InterfaceFacts, Eligibility)> = BTreeMap::new();
+        for facts in scanned {
+            let eligibility = interfaces::eligibility(facts);
+            let serve = match &eligibility {
+                Eligibility::Default => true,
+                // Container plumbing gets a socket only when a pool names it:
+                // raw sockets on hundreds of pod veths would cost every packet.
+                Eligibility::OnlyWhenNamed => named.contains(&facts.name),
+                Eligibility::Unsuitable(_) => false,
+            };
+            if serve {
+                wanted.insert(&facts.name, (facts, eligibility));
+            }
+        }
+        serving.retain(|name, interface| {
+            let keep = match wanted.get(name.as_str()) {
+                _ if interface.task.is_finished() => false,
+                Some((facts, eligibility)) => {
+                    facts.index == interface.facts.index
+                        && facts.mac == interface.facts.mac
+                        && *eligibility == interface.eligibility
+                }
+                None => false,
+            };
+            if !keep {
+                let why = scanned
+                    .iter()
+                    .find(|f| &f.name == name)
+                    .map(|f| match interfaces::eligibility(f) {
+                        Eligibility::Unsuitable(reason) => reason.to_string(),
+                        _ if interface.task.is_finished() => "its task ended".to_owned(),
+                        _ => "it changed".to_owned(),
+                    })
+                    .unwrap_or_else(|| "it is gone".to_owned());
+                info!(interface = %name, "stopped answering on {name}: {why}");
+                interface.stop.cancel();
+            }
+            keep
+        });
+        for (name, (facts, eligibility)) in wanted {
+            if serving.contains_key(name) {
+                continue;
+            }
+            let Some(mac) = facts.mac else { continue };
+            let stop = shutdown.child_token();
+            let responder = Responder {
+                iface: Interface {
+                    name: name.to_owned(),
+                    mac,
+                },
+                eligibility: eligibility.clone(),
+                owned: OwnedAddresses::new(),
+                groups: SolicitedNodeGroups::new(name, facts.index),
+                bursts: Bursts::default(),
+                counters: Arc::clone(&self.counters),
+                settings: self.settings.clone(),
+                conflicts_reported: HashMap::new(),
+                send_failing: false,
+            };
+            info!(interface = %name, index = facts.index, %mac, "answering on {name}");
+            let task = tokio::spawn(
+                serve(responder, facts.index, self.desired.clone(), stop.clone())
+                    .instrument(info_span!("interface", name = %name)),
+            );
+            serving.insert(
+                name.to_owned(),
+                Serving {
+                    facts: facts.clone(),
+                    eligibility,
+                    stop,
+                    task,
+                },
+            );
+        }
+    }
+}
+
+/// A running interface task.
+#[derive(Debug)]
+struct Serving {
+    facts: InterfaceFacts,
+    eligibility: Eligibility,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Large enough for any frame on a jumbo-frame link; a longer one is
+/// reported truncated and fails to parse.
+const FRAME_BUFFER: usize = 9216;
+
+/// One interface's task: opens its sockets, then answers until stopped.
+async fn serve(
+    mut responder: Responder,
+    ifindex: u32,
+    mut desired: watch::Receiver<Announcements>,
+    stop: CancellationToken,
+) {
+    let name = responder.iface.name.clone();
+    let sockets = match Sockets::open(&name, ifindex) {
+        Ok(sockets) => sockets,
+        Err(error) => {
+            warn!(%error, "not answering on {name}; retrying at the next scan");
+            return;
+        }
+    };
+    if let Err(error) = responder.run(&sockets, &mut desired, &stop).await {
+        warn!(%error, "stopped answering on {name}; retrying at the next scan");
+    }
+    // Dropping the responder leaves its multicast groups, dropping the
+    // sockets stops reception.
+    responder.withdraw_all();
+}
+
+/// The two sockets of one interface.
+struct Sockets {
+    arp: PacketSocket,
+    ndp: PacketSocket,
+}
+
+impl Sockets {
+    fn open(name: &str, ifindex: u32) -> Result<Sockets, SocketError> {
+        Ok(Sockets {
+            arp: PacketSocket::open(name, ifindex, Listen::Arp)?,
+            ndp: PacketSocket::open(name, ifindex, Listen::NeighborDiscovery)?,
+        })
+    }
+
+    fn for_frame(&self, frame: &Frame) -> &PacketSocket {
+        match frame {
+            Frame::Arp(_) => &self.arp,
+            Frame::Ndp(_) => &self.ndp,
+        }
+    }
+}
+
+/// The state of one interface task.
+struct Responder {
+    iface: Interface,
+    eligibility: Eligibility,
+    /// What is answered here; rebuilt whenever the announcements change.
+    owned: OwnedAddresses,
+    groups: SolicitedNodeGroups,
+    bursts: Bursts,
+    counters: Arc<Counters>,
+    settings: Settings,
+    /// The last MAC reported per conflicting address, and when.
+    conflicts_reported: HashMap<IpAddr, (crate::wire::MacAddr, Instant)>,
+    /// Whether the last send failed, to log a failing link once.
+    send_failing: bool,
+}
+
+/// How often the same conflict is logged again.
+const CONFLICT_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+impl Responder {
+    async fn run(
+        &mut self,
+        sockets: &Sockets,
+        desired: &mut watch::Receiver<Announcements>,
+        stop: &CancellationToken,
+    ) -> Result<(), SocketError> {
+        let mut arp_buf = vec![0u8; FRAME_BUFFER];
+        let mut ndp_buf = vec![0u8; FRAME_BUFFER];
+        let mut desired_open = true;
+        self.follow(desired);
+        loop {
+            let next_burst = self.bursts.next_due();
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return Ok(()),
+                changed = desired.changed(), if desired_open => {
+                    desired_open = changed.is_ok();
+                    self.follow(desired);
+                }
+                () = tokio::time::sleep_until(next_burst.unwrap_or_else(Instant::now)),
+                    if next_burst.is_some() => self.announce_due(sockets).await,
+                received = sockets.arp.recv(&mut arp_buf) => {
+                    let received = received?;
+                    self.answer(&arp_buf, received, sockets, desired).await;
+                }
+                received = sockets.ndp.recv(&mut ndp_buf) => {
+                    let received = received?;
+                    self.answer(&ndp_buf, received, sockets, desired).await;
+                }
+            }
+        }
+    }
+
+    /// Brings `owned`, the multicast groups and the bursts in line with the
+    /// latest announcements.
+    fn follow(&mut self, desired: &mut watch::Receiver<Announcements>) {
+        let now = desired
+            .borrow_and_update()
+            .owned_on(&self.iface.name, &self.eligibility);
+        let lost: Vec<IpAddr> = self.owned.iter().filter(|a| !now.contains(*a)).collect();
+        let gained: Vec<IpAddr> = now.iter().filter(|a| !self.owned.contains(*a)).collect();
+        for address in lost {
+            self.stop_announcing(address);
+        }
+        let at = Instant::now();
+        for address in gained {
+            self.owned.insert(address);
+            if let IpAddr::V6(v6) = address
+                && let Err(error) = self.groups.join(v6)
+            {
+                // Still answered where multicast is flooded; not where a
+                // switch snoops MLD.
+                warn!(%error, "solicitations for {address} may not reach {}", self.iface.name);
+            }
+            self.bursts
+                .start(address, at, self.settings.gratuitous_rounds);
+            info!(%address, "announcing {address} on {}", self.iface.name);
+        }
+    }
+
+    fn stop_announcing(&mut self, address: IpAddr) {
+        self.owned.remove(address);
+        self.bursts.cancel(address);
+        self.conflicts_reported.remove(&address);
+        if let IpAddr::V6(v6) = address
+            && let Err(error) = self.groups.leave(v6)
+        {
+            warn!(%error, "still a member of the group of {address}");
+        }
+        info!(%address, "stopped announcing {address} on {}", self.iface.name);
+    }
+
+    fn withdraw_all(&mut self) {
+        let owned: Vec<IpAddr> = self.owned.iter().collect();
+        for address in owned {
+            self.stop_announcing(address);
+        }
+    }
+
+    /// Sends the gratuitous frames that are due.
+    async fn announce_due(&mut self, sockets: &Sockets) {
+        let due = self
+            .bursts
+            .take_due(Instant::now(), self.settings.gratuitous_interval);
+        for address in due {
+            if !self.owned.contains(address) {
+                continue;
+            }
+            let frame = respond::announcement(&self.iface, address);
+            if self.send(sockets, &frame).await {
+                self.counters.address(address, |c| c.gratuitous_sent += 1);
+                debug!(%address, "sent gratuitous announcement for {address}");
+            }
+        }
+    }
+
+    /// Handles one received frame.
+    async fn answer(
+        &mut self,
+        buf: &[u8],
+        received: Received,
+        sockets: &Sockets,
+        desired: &mut watch::Receiver<Announcements>,
+    ) {
+        // Ownership is read for every frame: a withdrawal takes effect before
+        // the next answer, whatever else is queued.
+        if desired.has_changed().unwrap_or(false) {
+            self.follow(desired);
+        }
+        let frame = &buf[..received.len];
+        match respond(frame, &self.iface, &self.owned) {
+            Verdict::Reply(reply) => {
+                let address = reply.address();
+                self.counters.address(address, |c| c.requests_received += 1);
+                if self.send(sockets, &reply).await {
+                    self.counters.address(address, |c| c.responses_sent += 1);
+                    debug!(
+                        %address,
+                        packet_type = ?received.packet_type,
+                        to = %reply_destination(&reply),
+                        "answered for {address}"
+                    );
+                }
+            }
+            Verdict::Drop(reason) => {
+                self.counters.dropped(reason);
+                debug!(
+                    reason = reason.as_label(),
+                    packet_type = ?received.packet_type,
+                    len = received.len,
+                    truncated = received.truncated,
+                    "not answered"
+                );
+            }
+            Verdict::Conflict(conflict) => {
+                self.counters
+                    .address(conflict.address, |c| c.conflicts += 1);
+                let now = Instant::now();
+                let repeat =
+                    self.conflicts_reported
+                        .get(&conflict.address)
+                        .is_some_and(|(mac, at)| {
+                            *mac == conflict.mac && now.duration_since(*at) < CONFLICT_LOG_INTERVAL
+                        });
+                if repeat {
+                    debug!(address = %conflict.address, mac = %conflict.mac, "conflict again");
+                } else {
+                    self.conflicts_reported
+                        .insert(conflict.address, (conflict.mac, now));
+                    warn!(
+                        address = %conflict.address,
+                        mac = %conflict.mac,
+                        "{} also claims {} on {}: another speaker or a foreign host",
+                        conflict.mac,
+                        conflict.address,
+                        self.iface.name
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends a frame; false (counted and logged) if the kernel refused it.
+    async fn send(&mut self, sockets: &Sockets, frame: &Frame) -> bool {
+        match sockets.for_frame(frame).send(&frame.to_vec()).await {
+            Ok(()) => {
+                self.send_failing = false;
+                true
+            }
+            Err(error) => {
+                self.counters.send_failed();
+                if !self.send_failing {
+                    warn!(%error, "sending fails");
+                }
+                self.send_failing = true;
+                false
+            }
+        }
+    }
+}
+
+fn reply_destination(frame: &Frame) -> crate::wire::MacAddr {
+    match frame {
+        Frame::Arp(repr) => repr.ethernet.destination,
+        Frame::Ndp(repr) => repr.ethernet.destination,
+    }
+}
+
+/// Gratuitous frames still to send: per address, when the next is due and
+/// how many remain. Time is passed in.
+#[derive(Debug, Default)]
+struct Bursts {
+    queue: BTreeSet<(Instant, IpAddr)>,
+    pending: HashMap<IpAddr, (Instant, u32)>,
+}
+
+impl Bursts {
+    /// Schedules `rounds` frames for `address`, the first at `now`.
+    fn start(&mut self, address: IpAddr, now: Instant, rounds: u32) {
+        self.cancel(address);
+        if rounds > 0 {
+            self.queue.insert((now, address));
+            self.pending.insert(address, (now, rounds));
+        }
+    }
+
+    fn cancel(&mut self, address: IpAddr) {
+        if let Some((at, _)) = self.pending.remove(&address) {
+            self.queue.remove(&(at, address));
+        }
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.queue.first().map(|(at, _)| *at)
+    }
+
+    /// The addresses whose frame is due at `now`, each rescheduled
+    /// `interval` after its due time (so rounds do not drift) if any remain.
+    fn take_due(&mut self, now: Instant, interval: Duration) -> Vec<IpAddr> {
+        let mut due = Vec::new();
+        while let Some(&(at, address)) = self.queue.first() {
+            if at > now {
+                break;
+            }
+            self.queue.pop_first();
+            due.push(address);
+            let Some((_, left)) = self.pending.remove(&address) else {
+                continue;
+            };
+            if left > 1 {
+                let next = at + interval;
+                self.queue.insert((next, address));
+                self.pending.insert(address, (next, left - 1));
+            }
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interfaces::Unsuitable;
+    use crate::wire::MacAddr;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn nic(name: &str) -> InterfaceFacts {
+        InterfaceFacts {
+            name: name.to_owned(),
+            index: 2,
+            mac: Some(MacAddr::new(0x02, 0, 0, 0, 0, 1)),
+            flags: 0x1003,
+            master: None,
+            ipv6_link_local: None,
+        }
+    }
+
+    #[test]
+    fn an_address_without_interface_list_is_owned_on_every_default_interface() {
+        let a: Announcements = [(ip("198.51.100.10"), Vec::<String>::new())]
+            .into_iter()
+            .collect();
+        let owned = a.owned_on("eth0", &Eligibility::Default);
+        assert!(owned.contains(ip("198.51.100.10")));
+        assert!(a.owned_on("cni0", &Eligibility::OnlyWhenNamed).is_empty());
+    }
+
+    #[test]
+    fn a_pool_interface_list_limits_where_an_address_is_owned() {
+        let a: Announcements = [
+            (ip("198.51.100.10"), vec!["eth1"]),
+            (ip("2001:db8:100::10"), vec![]),
+        ]
+        .into_iter()
+        .collect();
+        let on_eth0: Vec<IpAddr> = a.owned_on("eth0", &Eligibility::Default).iter().collect();
+        assert_eq!(on_eth0, vec![ip("2001:db8:100::10")]);
+        assert_eq!(a.owned_on("eth1", &Eligibility::Default).len(), 2);
+        let gone = Eligibility::Unsuitable(Unsuitable::Down);
+        assert!(a.owned_on("eth1", &gone).is_empty());
+    }
+
+    #[test]
+    fn sharing_an_address_widens_its_interfaces() {
+        let mut a = Announcements::new();
+        a.announce(ip("198.51.100.10"), ["eth1"]);
+        a.announce(ip("198.51.100.10"), ["eth2"]);
+        assert_eq!(
+            a.interfaces(ip("198.51.100.10")).unwrap(),
+            &["eth1".to_owned(), "eth2".to_owned()].into()
+        );
+        a.announce(ip("198.51.100.10"), Vec::<String>::new());
+        assert!(a.interfaces(ip("198.51.100.10")).unwrap().is_empty(), "all");
+        a.announce(ip("198.51.100.10"), ["eth1"]);
+        assert!(
+            a.interfaces(ip("198.51.100.10")).unwrap().is_empty(),
+            "still all"
+        );
+        assert!(a.withdraw(ip("198.51.100.10")));
+        assert!(!a.withdraw(ip("198.51.100.10")));
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn an_address_limited_to_a_missing_interface_is_unannounceable() {
+        let a: Announcements = [
+            (ip("198.51.100.10"), vec!["eth1"]),
+            (ip("198.51.100.11"), vec![]),
+            (ip("198.51.100.12"), vec!["cni0"]),
+        ]
+        .into_iter()
+        .collect();
+        let node = [nic("eth0"), nic("cni0")];
+        assert_eq!(a.unannounceable(&node), vec![ip("198.51.100.10")]);
+    }
+
+    #[test]
+    fn a_burst_sends_the_configured_rounds_at_fixed_spacing() {
+        let start = Instant::now();
+        let step = Duration::from_millis(1100);
+        let vip = ip("198.51.100.10");
+        let mut bursts = Bursts::default();
+        bursts.start(vip, start, 3);
+        let mut sent_at = Vec::new();
+        // Poll a little late each time: rounds stay on the 1.1 s grid.
+        let mut now = start;
+        while let Some(due) = bursts.next_due() {
+            now = now.max(due) + Duration::from_millis(30);
+            for address in bursts.take_due(now, step) {
+                assert_eq!(address, vip);
+                sent_at.push(now);
+            }
+        }
+        assert_eq!(sent_at.len(), 3);
+        assert_eq!(bursts.next_due(), None);
+        assert_eq!(sent_at[2] - sent_at[0], step * 2);
+    }
+
+    #[test]
+    fn losing_an_address_cancels_its_remaining_gratuitous_frames() {
+        let start = Instant::now();
+        let mut bursts = Bursts::default();
+        bursts.start(ip("198.51.100.10"), start, 5);
+        bursts.start(ip("198.51.100.11"), start, 5);
+        bursts.cancel(ip("198.51.100.10"));
+        let due = bursts.take_due(start, Duration::from_secs(1));
+        assert_eq!(due, vec![ip("198.51.100.11")]);
+    }
+
+    #[test]
+    fn counters_are_kept_per_address_and_per_drop_reason() {
+        let counters = Counters::default();
+        counters.address(ip("198.51.100.10"), |c| c.responses_sent += 1);
+        counters.dropped(DropReason::NotOurs);
+        counters.dropped(DropReason::NotOurs);
+        let snapshot = counters.snapshot();
+        assert_eq!(snapshot.addresses[&ip("198.51.100.10")].responses_sent, 1);
+        assert_eq!(snapshot.drops["not_ours"], 2);
+    }
+}

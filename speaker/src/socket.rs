@@ -1,0 +1,538 @@
+//! The AF_PACKET boundary: raw Ethernet sockets bound to one interface and
+//! registered with tokio, plus the solicited-node multicast memberships that
+//! let NDP solicitations reach them. This is the crate's only `unsafe` code;
+//! everything above it sees `PacketSocket::recv`/`send` and
+//! `SolicitedNodeGroups::join`/`leave`. No parsing and no ownership here.
+
+use std::collections::HashMap;
+use std::io;
+use std::mem::size_of;
+use std::net::Ipv6Addr;
+use std::os::fd::AsRawFd;
+
+use socket2::{Domain, Protocol, SockFilter, Socket, Type};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::wire::ndp::solicited_node;
+
+/// Failures at the socket boundary; each names the interface it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    /// The socket could not be created or set up (needs CAP_NET_RAW); nothing
+    /// is listening on the interface.
+    #[error("cannot open a {listen} packet socket on {interface}: {step}: {source}")]
+    Open {
+        /// Interface name.
+        interface: String,
+        /// Which traffic the socket was for.
+        listen: Listen,
+        /// The setup step that failed (`socket`, `filter`, `bind`, …).
+        step: &'static str,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+    /// Reading a frame failed; the socket stays open.
+    #[error("cannot receive on {interface}: {source}")]
+    Receive {
+        /// Interface name.
+        interface: String,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+    /// Sending a frame failed; the frame is lost, the socket stays open.
+    #[error("cannot send a {len}-byte frame on {interface}: {source}")]
+    Send {
+        /// Interface name.
+        interface: String,
+        /// Length of the frame that was not sent.
+        len: usize,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+    /// Joining or leaving a solicited-node group failed; membership unchanged.
+    #[error("cannot {action} multicast group {group} on {interface}: {source}")]
+    Membership {
+        /// Interface name.
+        interface: String,
+        /// `join` or `leave`.
+        action: &'static str,
+        /// The solicited-node group.
+        group: Ipv6Addr,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+}
+
+/// Which neighbour-discovery traffic a [`PacketSocket`] receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// Every ARP frame (EtherType 0x0806).
+    Arp,
+    /// IPv6 frames carrying an ICMPv6 Neighbor Solicitation or Neighbor
+    /// Advertisement: solicitations are answered, advertisements for an
+    /// owned address reveal another station claiming it.
+    NeighborDiscovery,
+}
+
+impl Listen {
+    /// The EtherType the socket is bound to.
+    fn ethertype(self) -> u16 {
+        match self {
+            Listen::Arp => 0x0806,
+            Listen::NeighborDiscovery => 0x86dd,
+        }
+    }
+
+    /// The classic BPF program the kernel runs before waking us, as
+    /// `(code, jt, jf, k)` instructions. Binding to one EtherType already
+    /// keeps other protocols (and, unlike `ETH_P_ALL`, the node's outgoing
+    /// traffic) away; the program narrows IPv6 down to Neighbor Solicitations
+    /// and Advertisements without extension headers, which is how every
+    /// stack sends them.
+    fn program(self) -> &'static [(u16, u8, u8, u32)] {
+        const LD_H_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
+        const LD_B_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
+        const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+        const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+        const ACCEPT: u32 = 0x0004_0000; // snap length: the whole frame
+        match self {
+            Listen::Arp => &[
+                (LD_H_ABS, 0, 0, 12), // EtherType
+                (JEQ_K, 0, 1, 0x0806),
+                (RET_K, 0, 0, ACCEPT),
+                (RET_K, 0, 0, 0),
+            ],
+            Listen::NeighborDiscovery => &[
+                (LD_H_ABS, 0, 0, 12), // EtherType
+                (JEQ_K, 0, 6, 0x86dd),
+                (LD_B_ABS, 0, 0, 14 + 6),  // IPv6 next header
+                (JEQ_K, 0, 4, 58),         // ICMPv6
+                (LD_B_ABS, 0, 0, 14 + 40), // ICMPv6 type
+                (JEQ_K, 1, 0, 135),        // Neighbor Solicitation
+                (JEQ_K, 0, 1, 136),        // Neighbor Advertisement
+                (RET_K, 0, 0, ACCEPT),
+                (RET_K, 0, 0, 0),
+            ],
+        }
+    }
+
+    fn filter(self) -> Vec<SockFilter> {
+        self.program()
+            .iter()
+            .map(|&(code, jt, jf, k)| SockFilter::new(code, jt, jf, k))
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Listen::Arp => "ARP",
+            Listen::NeighborDiscovery => "NDP",
+        })
+    }
+}
+
+/// How the frame reached the interface (`sll_pkttype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketType {
+    /// Unicast to this interface's MAC.
+    Host,
+    /// Sent to the Ethernet broadcast address.
+    Broadcast,
+    /// Sent to a multicast MAC this interface accepts.
+    Multicast,
+    /// Unicast to some other MAC, seen because the interface is promiscuous
+    /// (a bridge port, or someone running tcpdump).
+    OtherHost,
+    /// Sent by this node.
+    Outgoing,
+    /// Any other kernel value.
+    Other(u8),
+}
+
+impl PacketType {
+    fn from_raw(raw: u8) -> Self {
+        match raw {
+            libc::PACKET_HOST => PacketType::Host,
+            libc::PACKET_BROADCAST => PacketType::Broadcast,
+            libc::PACKET_MULTICAST => PacketType::Multicast,
+            libc::PACKET_OTHERHOST => PacketType::OtherHost,
+            libc::PACKET_OUTGOING => PacketType::Outgoing,
+            other => PacketType::Other(other),
+        }
+    }
+
+    /// Whether a responder should look at the frame at all: frames for other
+    /// hosts' MACs and the node's own frames are never ours to answer.
+    pub fn is_inbound_to_us(self) -> bool {
+        matches!(
+            self,
+            PacketType::Host | PacketType::Broadcast | PacketType::Multicast
+        )
+    }
+}
+
+/// One frame read by [`PacketSocket::recv`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Bytes of the frame now in the buffer.
+    pub len: usize,
+    /// The frame was longer than the buffer and was cut to `len` bytes.
+    pub truncated: bool,
+    /// How the frame reached the interface.
+    pub packet_type: PacketType,
+}
+
+/// A non-promiscuous raw Ethernet socket bound to one interface and one
+/// EtherType, filtered in the kernel, and driven by tokio.
+#[derive(Debug)]
+pub struct PacketSocket {
+    fd: AsyncFd<Socket>,
+    interface: String,
+    listen: Listen,
+}
+
+impl PacketSocket {
+    /// Opens the socket on interface `interface` (index `ifindex`). Must be
+    /// called inside a tokio runtime. The filter is attached before the
+    /// socket is bound to its EtherType, so no unfiltered frame is ever
+    /// queued.
+    pub fn open(interface: &str, ifindex: u32, listen: Listen) -> Result<Self, SocketError> {
+        let failed = |step: &'static str| {
+            let interface = interface.to_owned();
+            move |source: io::Error| SocketError::Open {
+                interface,
+                listen,
+                step,
+                source,
+            }
+        };
+        // Protocol 0: the kernel delivers nothing until `bind` names one.
+        let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))
+            .map_err(failed("socket"))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(failed("nonblocking"))?;
+        ignore_outgoing(&socket).map_err(failed("PACKET_IGNORE_OUTGOING"))?;
+        socket
+            .attach_filter(&listen.filter())
+            .map_err(failed("SO_ATTACH_FILTER"))?;
+        bind(&socket, ifindex, listen.ethertype()).map_err(failed("bind"))?;
+        let fd = register(socket).map_err(failed("register with tokio"))?;
+        Ok(PacketSocket {
+            fd,
+            interface: interface.to_owned(),
+            listen,
+        })
+    }
+
+    /// Which traffic this socket receives.
+    pub fn listen(&self) -> Listen {
+        self.listen
+    }
+
+    /// Waits for the next frame and copies it, Ethernet header included, into
+    /// `buf`.
+    pub async fn recv(&self, buf: &mut [u8]) -> Result<Received, SocketError> {
+        self.fd
+            .async_io(Interest::READABLE, |socket| recv_frame(socket, buf))
+            .await
+            .map_err(|source| SocketError::Receive {
+                interface: self.interface.clone(),
+                source,
+            })
+    }
+
+    /// Sends one complete Ethernet frame out of the interface.
+    pub async fn send(&self, frame: &[u8]) -> Result<(), SocketError> {
+        let sent = self
+            .fd
+            .async_io(Interest::WRITABLE, |socket| socket.send(frame))
+            .await;
+        match sent {
+            Ok(n) if n == frame.len() => Ok(()),
+            Ok(n) => Err(SocketError::Send {
+                interface: self.interface.clone(),
+                len: frame.len(),
+                source: io::Error::new(io::ErrorKind::WriteZero, format!("only {n} bytes sent")),
+            }),
+            Err(source) => Err(SocketError::Send {
+                interface: self.interface.clone(),
+                len: frame.len(),
+                source,
+            }),
+        }
+    }
+}
+
+/// The solicited-node groups one interface has joined for owned IPv6
+/// addresses. Joining through `IPV6_JOIN_GROUP` programs the NIC's multicast
+/// filter *and* makes the kernel send MLD reports (and answer MLD queries),
+/// so switches that snoop MLD forward the solicitations to this node.
+/// Memberships live as long as the sockets, so dropping this leaves them all.
+#[derive(Debug)]
+pub struct SolicitedNodeGroups {
+    interface: String,
+    ifindex: u32,
+    /// Each socket holds as many memberships as the kernel's per-socket
+    /// option memory (`net.core.optmem_max`) allows; more sockets are opened
+    /// as needed.
+    sockets: Vec<Socket>,
+    /// Group → (socket index, owned addresses mapping to it).
+    joined: HashMap<Ipv6Addr, (usize, usize)>,
+}
+
+impl SolicitedNodeGroups {
+    /// Memberships for interface `interface` (index `ifindex`); no sockets
+    /// are opened until the first join.
+    pub fn new(interface: &str, ifindex: u32) -> Self {
+        SolicitedNodeGroups {
+            interface: interface.to_owned(),
+            ifindex,
+            sockets: Vec::new(),
+            joined: HashMap::new(),
+        }
+    }
+
+    /// How many distinct groups are joined.
+    pub fn len(&self) -> usize {
+        self.joined.len()
+    }
+
+    /// Whether no group is joined.
+    pub fn is_empty(&self) -> bool {
+        self.joined.is_empty()
+    }
+
+    /// Joins the group of `address`; addresses sharing a group are counted so
+    /// the group is left only when the last of them is.
+    pub fn join(&mut self, address: Ipv6Addr) -> Result<(), SocketError> {
+        let group = solicited_node(address);
+        if let Some((_, users)) = self.joined.get_mut(&group) {
+            *users += 1;
+            return Ok(());
+        }
+        let failed = |source| SocketError::Membership {
+            interface: self.interface.clone(),
+            action: "join",
+            group,
+            source,
+        };
+        for (k, socket) in self.sockets.iter().enumerate() {
+            match socket.join_multicast_v6(&group, self.ifindex) {
+                Ok(()) => {
+                    self.joined.insert(group, (k, 1));
+                    return Ok(());
+                }
+                Err(e) if is_out_of_option_memory(&e) => continue,
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        let socket = Socket::new(Domain::IPV6, Type::DGRAM, None).map_err(failed)?;
+        socket
+            .join_multicast_v6(&group, self.ifindex)
+            .map_err(failed)?;
+        self.sockets.push(socket);
+        self.joined.insert(group, (self.sockets.len() - 1, 1));
+        Ok(())
+    }
+
+    /// Drops one use of the group of `address`, leaving it when unused.
+    /// Leaving a group that was never joined is a no-op.
+    pub fn leave(&mut self, address: Ipv6Addr) -> Result<(), SocketError> {
+        let group = solicited_node(address);
+        let Some((socket, users)) = self.joined.get_mut(&group) else {
+            return Ok(());
+        };
+        *users -= 1;
+        if *users > 0 {
+            return Ok(());
+        }
+        let socket = *socket;
+        self.joined.remove(&group);
+        self.sockets[socket]
+            .leave_multicast_v6(&group, self.ifindex)
+            .map_err(|source| SocketError::Membership {
+                interface: self.interface.clone(),
+                action: "leave",
+                group,
+                source,
+            })
+    }
+}
+
+/// The kernel refuses another membership on a socket whose option memory is
+/// used up.
+fn is_out_of_option_memory(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOMEM | libc::ENOBUFS))
+}
+
+/// An all-zero link-layer address, built field by field so no `unsafe` zeroing
+/// is needed.
+fn empty_sockaddr_ll() -> libc::sockaddr_ll {
+    libc::sockaddr_ll {
+        sll_family: 0,
+        sll_protocol: 0,
+        sll_ifindex: 0,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 0,
+        sll_addr: [0; 8],
+    }
+}
+
+/// `size_of::<T>()` as the kernel's length type; socket structs are tiny.
+fn socklen_of<T>() -> libc::socklen_t {
+    libc::socklen_t::try_from(size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
+}
+
+/// Never hand the node's own transmissions to this socket (Linux ≥ 4.20).
+/// An EtherType-bound socket does not see them anyway; this keeps that true
+/// if the binding ever becomes `ETH_P_ALL`.
+#[allow(unsafe_code)]
+fn ignore_outgoing(socket: &Socket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: the fd is open for the duration of the call (borrowed from
+    // `socket`); `on` is a live c_int and the length passed is its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_IGNORE_OUTGOING,
+            (&raw const on).cast(),
+            socklen_of::<libc::c_int>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Binds the packet socket to one interface and one EtherType.
+#[allow(unsafe_code)]
+fn bind(socket: &Socket, ifindex: u32, ethertype: u16) -> io::Result<()> {
+    let ifindex = libc::c_int::try_from(ifindex)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface index too large"))?;
+    let addr = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as libc::c_ushort,
+        sll_protocol: ethertype.to_be(),
+        sll_ifindex: ifindex,
+        ..empty_sockaddr_ll()
+    };
+    // SAFETY: the fd is open for the duration of the call; `addr` is a live,
+    // fully initialised sockaddr_ll and the length passed is exactly its size.
+    let rc = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&raw const addr).cast(),
+            socklen_of::<libc::sockaddr_ll>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads one frame and its packet type without blocking.
+#[allow(unsafe_code)]
+fn recv_frame(socket: &Socket, buf: &mut [u8]) -> io::Result<Received> {
+    let mut from = empty_sockaddr_ll();
+    let mut from_len = socklen_of::<libc::sockaddr_ll>();
+    // SAFETY: the fd is open for the duration of the call; `buf` is valid for
+    // writes of `buf.len()` bytes; `from`/`from_len` describe a live
+    // sockaddr_ll the kernel fills at most `from_len` bytes of. MSG_TRUNC
+    // only changes the return value to the frame's real length.
+    let n = unsafe {
+        libc::recvfrom(
+            socket.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_TRUNC,
+            (&raw mut from).cast(),
+            &mut from_len,
+        )
+    };
+    let Ok(full) = usize::try_from(n) else {
+        return Err(io::Error::last_os_error());
+    };
+    Ok(Received {
+        len: full.min(buf.len()),
+        truncated: full > buf.len(),
+        packet_type: PacketType::from_raw(from.sll_pkttype),
+    })
+}
+
+/// Hands the socket to tokio's reactor.
+#[allow(unsafe_code)]
+fn register(socket: Socket) -> io::Result<AsyncFd<Socket>> {
+    // SAFETY: `Socket` owns its fd: it is open now, `as_raw_fd` returns the
+    // same fd on every call, and it is closed only when the `Socket` is
+    // dropped — which happens only when the `AsyncFd` that now owns it is.
+    unsafe { AsyncFd::register(socket) }.map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a classic BPF program the way the kernel does for the opcodes the
+    /// filters use, so a miscounted jump offset fails here, not on a node.
+    fn run(program: &[(u16, u8, u8, u32)], frame: &[u8]) -> u32 {
+        let mut pc = 0;
+        let mut acc: u32 = 0;
+        loop {
+            let (code, jt, jf, k) = program[pc];
+            let at = k as usize;
+            match code {
+                0x28 => {
+                    let Some(b) = frame.get(at..at + 2) else {
+                        return 0;
+                    };
+                    acc = u32::from(u16::from_be_bytes([b[0], b[1]]));
+                }
+                0x30 => {
+                    let Some(b) = frame.get(at) else { return 0 };
+                    acc = u32::from(*b);
+                }
+                0x15 => pc += usize::from(if acc == k { jt } else { jf }),
+                0x06 => return k,
+                other => panic!("opcode {other:#x} not modelled"),
+            }
+            pc += 1;
+        }
+    }
+
+    fn frame(ethertype: u16, next_header: u8, icmp_type: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 40 + 24];
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        f[20] = next_header;
+        f[54] = icmp_type;
+        f
+    }
+
+    #[test]
+    fn arp_filter_admits_arp_only() {
+        let arp = Listen::Arp.program();
+        assert_ne!(run(arp, &frame(0x0806, 0, 0)), 0);
+        assert_eq!(run(arp, &frame(0x0800, 0, 0)), 0);
+        assert_eq!(run(arp, &frame(0x86dd, 58, 135)), 0);
+    }
+
+    #[test]
+    fn ndp_filter_admits_neighbor_solicitations_and_advertisements_only() {
+        let ns = Listen::NeighborDiscovery.program();
+        assert_ne!(run(ns, &frame(0x86dd, 58, 135)), 0, "solicitation");
+        assert_ne!(run(ns, &frame(0x86dd, 58, 136)), 0, "advertisement");
+        assert_eq!(run(ns, &frame(0x86dd, 58, 134)), 0, "router advert");
+        assert_eq!(run(ns, &frame(0x86dd, 58, 128)), 0, "echo request");
+        assert_eq!(run(ns, &frame(0x86dd, 17, 135)), 0, "UDP");
+        assert_eq!(run(ns, &frame(0x0806, 58, 135)), 0, "ARP");
+        assert_eq!(run(ns, &[0u8; 20]), 0, "runt frame");
+    }
+}
