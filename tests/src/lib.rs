@@ -3,6 +3,7 @@
 //! controller-manager would otherwise create ([`objects`]), and waits with
 //! deadlines ([`wait`]). Tests live in `tests/*.rs`, one behaviour per file.
 
+pub mod cluster;
 pub mod control_plane;
 pub mod daemons;
 pub mod netns;

@@ -1,0 +1,134 @@
+//! The speaker's `/metrics` (Prometheus text) and `/healthz`. The announcer
+//! keeps plain counters; this module renders them with the speaker's own
+//! gauges when scraped.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::announcer::Counters;
+
+/// What the speaker exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    counters: Arc<Counters>,
+    announced: AtomicUsize,
+    api_healthy: AtomicBool,
+}
+
+impl Metrics {
+    /// Metrics over the announcer's `counters`.
+    pub fn new(counters: Arc<Counters>) -> Metrics {
+        Metrics {
+            counters,
+            announced: AtomicUsize::new(0),
+            api_healthy: AtomicBool::new(true),
+        }
+    }
+
+    /// Records how many addresses this node announces.
+    pub fn set_announced(&self, count: usize) {
+        self.announced.store(count, Ordering::Relaxed);
+    }
+
+    /// Records whether every watch on the API server is healthy.
+    pub fn set_api_healthy(&self, healthy: bool) {
+        self.api_healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let snapshot = self.counters.snapshot();
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
+            let _ = writeln!(out, "# HELP ferrolb_speaker_{name} {help}");
+            let _ = writeln!(out, "# TYPE ferrolb_speaker_{name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(out, "ferrolb_speaker_{name}{labels} {value}");
+            }
+        };
+        let per_address = |pick: fn(&crate::announcer::AddressCounts) -> u64| {
+            snapshot
+                .addresses
+                .iter()
+                .map(move |(ip, c)| (format!("{{address=\"{ip}\"}}"), pick(c)))
+                .collect::<Vec<_>>()
+        };
+        family(
+            "requests_received_total",
+            "counter",
+            "ARP requests and Neighbor Solicitations received for an announced address",
+            &mut per_address(|c| c.requests_received).into_iter(),
+        );
+        family(
+            "responses_sent_total",
+            "counter",
+            "ARP replies and Neighbor Advertisements sent",
+            &mut per_address(|c| c.responses_sent).into_iter(),
+        );
+        family(
+            "gratuitous_sent_total",
+            "counter",
+            "Gratuitous ARP and unsolicited Neighbor Advertisements sent",
+            &mut per_address(|c| c.gratuitous_sent).into_iter(),
+        );
+        family(
+            "conflicts_total",
+            "counter",
+            "Frames from another MAC claiming an announced address",
+            &mut per_address(|c| c.conflicts).into_iter(),
+        );
+        family(
+            "dropped_frames_total",
+            "counter",
+            "Received frames not answered, by reason",
+            &mut snapshot
+                .drops
+                .iter()
+                .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), *n)),
+        );
+        family(
+            "send_errors_total",
+            "counter",
+            "Frames the kernel refused to send",
+            &mut std::iter::once((String::new(), snapshot.send_errors)),
+        );
+        family(
+            "announced_addresses",
+            "gauge",
+            "Addresses this node announces",
+            &mut std::iter::once((String::new(), self.announced.load(Ordering::Relaxed) as u64)),
+        );
+        family(
+            "api_healthy",
+            "gauge",
+            "1 while every watch on the API server is healthy",
+            &mut std::iter::once((String::new(), u64::from(self.api_healthy.load(Ordering::Relaxed)))),
+        );
+        out
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` until `shutdown`.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, shutdown: CancellationToken) -> std::io::Result<()> {
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(|State(m): State<Arc<Metrics>>| async move {
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render()).into_response()
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(metrics);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
