@@ -7,6 +7,8 @@
 //! the shells around them do.
 
 pub mod election;
+pub mod liveness;
+pub mod ownership;
 pub mod respond;
 pub mod wire;
 
@@ -14,3 +16,8 @@ pub mod wire;
 pub mod announcer;
 pub mod interfaces;
 pub mod socket;
+
+// Shells: the cluster view, the node Lease, the metrics endpoint.
+pub mod metrics;
+pub mod node_lease;
+pub mod watch;
