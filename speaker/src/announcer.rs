@@ -286,12 +286,20 @@ impl Announcer {
         rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut desired_open = true;
         loop {
+            let mut rescanned = false;
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = rescan.tick() => match interfaces::scan() {
                     Ok(found) => {
+                        self.interfaces.send_if_modified(|current| {
+                            let changed = *current != found;
+                            if changed {
+                                current.clone_from(&found);
+                            }
+                            changed
+                        });
                         scanned = found;
-                        self.interfaces.send_replace(scanned.clone());
+                        rescanned = true;
                     }
                     Err(error) => warn!(%error, "keeping the previous interface list"),
                 },
@@ -299,7 +307,7 @@ impl Announcer {
                     desired_open = changed.is_ok();
                 }
             }
-            self.reconcile(&mut serving, &scanned, &shutdown);
+            self.reconcile(&mut serving, &scanned, rescanned, &shutdown);
         }
         for (_, interface) in std::mem::take(&mut serving) {
             interface.stop.cancel();
@@ -309,11 +317,14 @@ impl Announcer {
     }
 
     /// Starts and stops interface tasks so that exactly the interfaces that
-    /// qualify now are served.
+    /// qualify now are served. A task that ended on its own (its socket
+    /// failed, and it said why) is restarted only after a fresh scan, so a
+    /// persistent failure is retried every scan, not on every change.
     fn reconcile(
         &self,
         serving: &mut BTreeMap<String, Serving>,
         scanned: &[InterfaceFacts],
+        rescanned: bool,
         shutdown: &CancellationToken,
     ) {
         let named = self.desired.borrow().named_interfaces();
@@ -332,8 +343,10 @@ impl Announcer {
             }
         }
         serving.retain(|name, interface| {
+            if interface.task.is_finished() {
+                return !rescanned;
+            }
             let keep = match wanted.get(name.as_str()) {
-                _ if interface.task.is_finished() => false,
                 Some((facts, eligibility)) => {
                     facts.index == interface.facts.index
                         && facts.mac == interface.facts.mac
@@ -347,8 +360,10 @@ impl Announcer {
                     .find(|f| &f.name == name)
                     .map(|f| match interfaces::eligibility(f) {
                         Eligibility::Unsuitable(reason) => reason.to_string(),
-                        _ if interface.task.is_finished() => "its task ended".to_owned(),
-                        _ => "it changed".to_owned(),
+                        Eligibility::OnlyWhenNamed if !named.contains(name) => {
+                            "no pool names it any more".to_owned()
+                        }
+                        _ => "its index or MAC changed".to_owned(),
                     })
                     .unwrap_or_else(|| "it is gone".to_owned());
                 info!(interface = %name, "stopped answering on {name}: {why}");
@@ -425,9 +440,9 @@ async fn serve(
     if let Err(error) = responder.run(&sockets, &mut desired, &stop).await {
         warn!(%error, "stopped answering on {name}; retrying at the next scan");
     }
-    // Dropping the responder leaves its multicast groups, dropping the
-    // sockets stops reception.
-    responder.withdraw_all();
+    // Dropping the sockets stops reception; dropping the responder closes its
+    // membership sockets, which leaves every solicited-node group. The
+    // interface-level log line covers every address at once.
 }
 
 /// The two sockets of one interface.
@@ -542,13 +557,6 @@ impl Responder {
             warn!(%error, "still a member of the group of {address}");
         }
         info!(%address, "stopped announcing {address} on {}", self.iface.name);
-    }
-
-    fn withdraw_all(&mut self) {
-        let owned: Vec<IpAddr> = self.owned.iter().collect();
-        for address in owned {
-            self.stop_announcing(address);
-        }
     }
 
     /// Sends the gratuitous frames that are due.

@@ -228,3 +228,40 @@ fn an_address_limited_to_another_interface_is_not_answered_here() {
     assert!(eventually(Duration::from_secs(10), || arping(&lan, VIP, 1)
         == vec![NODE_MAC]));
 }
+
+#[test]
+fn an_interface_that_comes_up_later_is_announced_on() {
+    if lan::ran_as_speaker() {
+        return;
+    }
+    let lan = Lan::create("later");
+    let down = lan.in_node("ip", &["link", "set", "eth0", "down"]);
+    assert!(down.status.success());
+    let mut speaker = speaker(&lan, "an_interface_that_comes_up_later_is_announced_on");
+    speaker.announce(&[VIP], &[]);
+    lan.client_ip(&[
+        "neigh",
+        "replace",
+        VIP,
+        "lladdr",
+        FORMER_OWNER_MAC,
+        "dev",
+        "eth0",
+        "nud",
+        "reachable",
+    ]);
+    assert_eq!(speaker.counts(VIP).gratuitous_sent, 0, "no interface yet");
+
+    // The next interface scan (every 5 s) finds eth0 up and starts answering
+    // there, beginning with a gratuitous burst for what is already owned.
+    let up = lan.in_node("ip", &["link", "set", "eth0", "up"]);
+    assert!(up.status.success());
+    assert!(
+        eventually(Duration::from_secs(8), || {
+            lan.client_neighbour(VIP).map(|(mac, _)| mac) == Some(NODE_MAC.to_owned())
+        }),
+        "{:?}",
+        lan.client_neighbour(VIP)
+    );
+    assert_eq!(arping(&lan, VIP, 1), vec![NODE_MAC]);
+}
