@@ -20,7 +20,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -30,7 +30,7 @@ use tracing::{info, warn};
 use crate::announcer::Announcements;
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
-use crate::ownership::{decide, NodeView, ServiceView};
+use crate::ownership::{NodeView, ServiceView, decide};
 
 /// The label every speaker Lease carries, so speakers watch only those.
 pub const LEASE_LABEL: (&str, &str) = ("app.kubernetes.io/component", "ferrolb-speaker");
@@ -50,6 +50,9 @@ pub struct Settings {
     /// Name of the ConfigMap.
     pub config_map: String,
 }
+
+/// How many watches feed the decisions.
+const ALL_SOURCES: usize = 5;
 
 /// Which watch a change came from; a failing one freezes decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -72,9 +75,27 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let (changes, mut changed) = mpsc::unbounded_channel::<(Source, bool)>();
-    let services = reflect::<Service>(Api::all(client.clone()), watcher::Config::default(), Source::Services, &changes, &shutdown);
-    let slices = reflect::<EndpointSlice>(Api::all(client.clone()), watcher::Config::default(), Source::Slices, &changes, &shutdown);
-    let nodes = reflect::<Node>(Api::all(client.clone()), watcher::Config::default(), Source::Nodes, &changes, &shutdown);
+    let services = reflect::<Service>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        Source::Services,
+        &changes,
+        &shutdown,
+    );
+    let slices = reflect::<EndpointSlice>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        Source::Slices,
+        &changes,
+        &shutdown,
+    );
+    let nodes = reflect::<Node>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        Source::Nodes,
+        &changes,
+        &shutdown,
+    );
     let lease_selector = format!("{}={}", LEASE_LABEL.0, LEASE_LABEL.1);
     let leases = reflect::<Lease>(
         Api::namespaced(client.clone(), &settings.namespace),
@@ -100,6 +121,7 @@ pub async fn run(
         config_text: None,
         owners: BTreeMap::new(),
         failing: BTreeSet::new(),
+        synced: BTreeSet::new(),
     };
     let mut next_expiry: Option<Instant> = None;
     loop {
@@ -124,7 +146,7 @@ pub async fn run(
         let now = Instant::now();
         state.observe_leases(&leases.state(), now);
         state.observe_config(&config_maps.state());
-        if !state.failing.is_empty() {
+        if state.synced.len() < ALL_SOURCES || !state.failing.is_empty() {
             // The API server cannot be reached (or a watch is failing): what
             // is announced keeps being announced, and no speaker is declared
             // dead for lack of news.
@@ -142,7 +164,8 @@ pub async fn run(
         let services = services.state();
         let views = service_views(&services, &slices.state());
         let node_views = node_views(&nodes.state());
-        let (desired, decisions) = decide(&config, &views, &node_views, &live, &state.settings.node);
+        let (desired, decisions) =
+            decide(&config, &views, &node_views, &live, &state.settings.node);
         state.metrics.set_announced(desired.len());
         announcements.send_if_modified(|current| {
             let changed = *current != desired;
@@ -150,19 +173,31 @@ pub async fn run(
             changed
         });
         for decision in decisions {
-            let previous = state.owners.insert(decision.service.clone(), decision.election.owner.clone());
+            let previous = state
+                .owners
+                .insert(decision.service.clone(), decision.election.owner.clone());
             if previous.as_ref() == Some(&decision.election.owner) {
                 continue;
             }
             let Some(service) = services.iter().find(|s| key_of(s) == decision.service) else {
                 continue;
             };
-            let shown = decision.addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            let shown = decision
+                .addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
             match (&decision.election.owner, decision.election.reason()) {
                 (Some(owner), _) if decision.election.is_me() => {
                     info!(service = %decision.service, ip = %shown, node = %owner, "owner changed: announcing from this node");
                     state
-                        .publish(service, EventType::Normal, "nodeAssigned", format!("announcing from node \"{owner}\""))
+                        .publish(
+                            service,
+                            EventType::Normal,
+                            "nodeAssigned",
+                            format!("announcing from node \"{owner}\""),
+                        )
                         .await;
                 }
                 (Some(owner), _) => {
@@ -173,7 +208,12 @@ pub async fn run(
                     // One speaker speaks for all: the first live one by name.
                     if live.iter().next() == Some(&state.settings.node) {
                         state
-                            .publish(service, EventType::Warning, "NoAnnouncingNode", format!("no node announces {shown}: {reason}"))
+                            .publish(
+                                service,
+                                EventType::Warning,
+                                "NoAnnouncingNode",
+                                format!("no node announces {shown}: {reason}"),
+                            )
                             .await;
                     }
                 }
@@ -195,12 +235,16 @@ struct State {
     /// The last owner seen per Service, to emit events only on change.
     owners: BTreeMap<ServiceKey, Option<String>>,
     failing: BTreeSet<Source>,
+    /// The watches whose initial list is complete: deciding before all are
+    /// would see Services without the speakers that serve them.
+    synced: BTreeSet<Source>,
 }
 
 impl State {
     fn note(&mut self, source: Source, ok: bool) {
         let was_healthy = self.failing.is_empty();
         if ok {
+            self.synced.insert(source);
             self.failing.remove(&source);
         } else {
             self.failing.insert(source);
@@ -221,12 +265,14 @@ impl State {
             let (Some(node), Some(renewed)) = (&spec.holder_identity, &spec.renew_time) else {
                 continue;
             };
-            let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
+            let duration =
+                Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
             let age = wall
                 .duration_since(renewed.0)
                 .try_into()
                 .unwrap_or(Duration::ZERO);
-            self.liveness.observe(node, &renewed.0.to_string(), duration, age, now.into_std());
+            self.liveness
+                .observe(node, &renewed.0.to_string(), duration, age, now.into_std());
             present.insert(node.clone());
         }
         for gone in self.liveness.live(now.into_std()).difference(&present) {
@@ -261,7 +307,11 @@ impl State {
             action: "Announce".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &service.object_ref(&())).await {
+        if let Err(e) = self
+            .recorder
+            .publish(&event, &service.object_ref(&()))
+            .await
+        {
             warn!(reason, error = %e, "could not publish event");
         }
     }
@@ -277,7 +327,13 @@ fn reflect<K>(
     shutdown: &CancellationToken,
 ) -> Store<K>
 where
-    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
 {
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config).default_backoff().reflect(writer);

@@ -6,23 +6,24 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 
 use crate::control_plane::{ControlPlane, OwnControlPlane};
 use crate::daemons::Daemon;
 use crate::netns::{Lan, Netns};
-use crate::objects::{apply_config, endpoint_slice, node, LoadBalancer};
+use crate::objects::{LoadBalancer, apply_config, endpoint_slice, node};
 use crate::wait::wait_for;
 
-/// The running pieces; everything stops when it drops.
+/// The running pieces; everything stops when it drops, in field order:
+/// processes before the namespaces they run in, the control plane last.
 pub struct Cluster {
-    /// The node namespaces and the client namespace.
-    pub lan: Lan,
     /// The speakers, by node (index 0 is `node-1`); `None` once stopped.
     pub speakers: Vec<Option<Daemon>>,
     /// The controller.
     pub controller: Daemon,
+    /// The node namespaces and the client namespace.
+    pub lan: Lan,
     /// An admin client.
     pub client: Client,
     /// The control plane (dropped last).
@@ -39,7 +40,10 @@ impl Cluster {
         let nodes_api = Api::<Node>::all(client.clone());
         for (i, ns) in lan.nodes.iter().enumerate() {
             nodes_api
-                .create(&PostParams::default(), &node(&Lan::node_name(i + 1), &ns.v4.to_string()))
+                .create(
+                    &PostParams::default(),
+                    &node(&Lan::node_name(i + 1), &ns.v4.to_string()),
+                )
                 .await
                 .expect("register node");
         }
@@ -62,9 +66,9 @@ impl Cluster {
             speakers.push(Some(start_speaker(&plane, lan.node(i), i)));
         }
         Cluster {
-            lan,
             speakers,
             controller,
+            lan,
             client,
             plane,
         }
@@ -87,16 +91,24 @@ impl Cluster {
             .expect("create Service");
         let name = created.metadata.name.clone().expect("name");
         self.set_endpoints(&name, endpoint_nodes).await;
-        wait_for(&format!("an address for {name}"), Duration::from_secs(30), || async {
-            let svc = services.get(&name).await.map_err(|e| e.to_string())?;
-            let has = svc
-                .status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|l| l.ingress.as_ref())
-                .is_some_and(|i| !i.is_empty());
-            if has { Ok(svc) } else { Err(format!("{:?}", svc.status)) }
-        })
+        wait_for(
+            &format!("an address for {name}"),
+            Duration::from_secs(30),
+            || async {
+                let svc = services.get(&name).await.map_err(|e| e.to_string())?;
+                let has = svc
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.load_balancer.as_ref())
+                    .and_then(|l| l.ingress.as_ref())
+                    .is_some_and(|i| !i.is_empty());
+                if has {
+                    Ok(svc)
+                } else {
+                    Err(format!("{:?}", svc.status))
+                }
+            },
+        )
         .await
     }
 
@@ -106,7 +118,10 @@ impl Cluster {
         let slices = Api::<EndpointSlice>::namespaced(self.client.clone(), "default");
         let selector = format!("kubernetes.io/service-name={name}");
         slices
-            .delete_collection(&Default::default(), &kube::api::ListParams::default().labels(&selector))
+            .delete_collection(
+                &Default::default(),
+                &kube::api::ListParams::default().labels(&selector),
+            )
             .await
             .expect("delete EndpointSlices");
         let endpoints: Vec<(String, String)> = nodes

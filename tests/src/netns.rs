@@ -302,8 +302,20 @@ fn remove_slot(slot: u8) {
         }
     }
     // Deleting a namespace deletes the veth ends inside it and so their
-    // peers; the bridge is the one link left in the root namespace.
-    run_quiet("ip", &["link", "del", &format!("flb{slot}br")]);
+    // peers, unless a process still holds the namespace: delete the
+    // root-namespace ends and the bridge by name as well.
+    let links = format!("flb{slot}");
+    if let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(name) = line.split(": ").nth(1) else {
+                continue;
+            };
+            let name = name.split('@').next().unwrap_or(name);
+            if name.starts_with(&links) {
+                run_quiet("ip", &["link", "del", name]);
+            }
+        }
+    }
 }
 
 /// Takes a free LAN slot, waiting for one if all are in use. The lock is

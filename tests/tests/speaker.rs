@@ -5,9 +5,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use ferrolb_e2e::cluster::{answers, Cluster};
+use ferrolb_e2e::cluster::{Cluster, answers};
 use ferrolb_e2e::objects::LoadBalancer;
-use ferrolb_e2e::{wait_for, Netns};
+use ferrolb_e2e::{Netns, wait_for};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams};
 
@@ -16,7 +16,11 @@ fn ingress(svc: &Service) -> Vec<IpAddr> {
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|l| l.ingress.as_ref())
-        .map(|i| i.iter().filter_map(|e| e.ip.as_deref()?.parse().ok()).collect())
+        .map(|i| {
+            i.iter()
+                .filter_map(|e| e.ip.as_deref()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -24,15 +28,19 @@ fn ingress(svc: &Service) -> Vec<IpAddr> {
 /// the node it belongs to.
 async fn owner_of(cluster: &Cluster, ip: IpAddr) -> usize {
     let client: &Netns = &cluster.lan.client;
-    wait_for(&format!("exactly one node answering for {ip}"), Duration::from_secs(20), || async {
-        let macs = answers(client, &ip.to_string());
-        match macs.as_slice() {
-            [mac] => cluster
-                .node_with_mac(mac)
-                .ok_or_else(|| format!("{mac} is no node's MAC")),
-            other => Err(format!("answers: {other:?}")),
-        }
-    })
+    wait_for(
+        &format!("exactly one node answering for {ip}"),
+        Duration::from_secs(20),
+        || async {
+            let macs = answers(client, &ip.to_string());
+            match macs.as_slice() {
+                [mac] => cluster
+                    .node_with_mac(mac)
+                    .ok_or_else(|| format!("{mac} is no node's MAC")),
+                other => Err(format!("answers: {other:?}")),
+            }
+        },
+    )
     .await
 }
 
@@ -54,47 +62,81 @@ async fn one_node_answers_arp_and_ndp_and_carries_the_traffic() {
     assert_eq!(ips.len(), 2, "{ips:?}");
 
     let owner = owner_of(&cluster, ips[0]).await;
-    assert_eq!(owner_of(&cluster, ips[1]).await, owner, "both families on one node");
+    assert_eq!(
+        owner_of(&cluster, ips[1]).await,
+        owner,
+        "both families on one node"
+    );
     for (i, ns) in cluster.lan.nodes.iter().enumerate() {
         let announced = speaker_metric(ns, "ferrolb_speaker_announced_addresses");
         let expected = if i + 1 == owner { 2 } else { 0 };
-        assert_eq!(announced, format!("ferrolb_speaker_announced_addresses {expected}"), "node-{}", i + 1);
+        assert_eq!(
+            announced,
+            format!("ferrolb_speaker_announced_addresses {expected}"),
+            "node-{}",
+            i + 1
+        );
     }
 
     // `kubectl describe svc` names the announcing node.
     let owner_name = format!("node-{owner}");
-    wait_for("the nodeAssigned event", Duration::from_secs(10), || async {
-        let described = cluster.plane.kubectl(&["describe", "svc", "web", "-n", "default"]);
-        if described.contains("nodeAssigned") && described.contains(&format!("announcing from node \"{owner_name}\"")) {
-            Ok(())
-        } else {
-            Err(described)
-        }
-    })
+    wait_for(
+        "the nodeAssigned event",
+        Duration::from_secs(10),
+        || async {
+            let described = cluster
+                .plane
+                .kubectl(&["describe", "svc", "web", "-n", "default"]);
+            if described.contains("nodeAssigned")
+                && described.contains(&format!("announcing from node \"{owner_name}\""))
+            {
+                Ok(())
+            } else {
+                Err(described)
+            }
+        },
+    )
     .await;
 
     // kube-proxy's part, stood in for by a DNAT to a listener on the NodePort
     // in every node namespace: the connection lands on the owner.
-    let node_port = svc.spec.as_ref().and_then(|s| s.ports.as_ref()).map(|p| p[0].node_port.unwrap()).unwrap();
+    let node_port = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .map(|p| p[0].node_port.unwrap())
+        .unwrap();
     let probe = env!("CARGO_BIN_EXE_flb-probe");
     let mut listeners = Vec::new();
     for (i, ns) in cluster.lan.nodes.iter().enumerate() {
         let target = format!("{}:{node_port}", ns.v4);
         listeners.push(ns.spawn(probe, &["listen", &target, &format!("node-{}", i + 1)], &[]));
+        ns.exec_ok("nft", &["add", "table", "ip", "kp"]);
+        ns.exec_ok(
+            "nft",
+            &["add chain ip kp pre { type nat hook prerouting priority -100 ; }"],
+        );
         let rule = format!(
-            "table ip kp {{ chain pre {{ type nat hook prerouting priority -100; ip daddr {} tcp dport 80 dnat to {target}; }} }}",
+            "add rule ip kp pre ip daddr {} tcp dport 80 dnat to {target}",
             ips[0]
         );
         ns.exec_ok("nft", &[&rule]);
     }
-    let reply = wait_for("a TCP answer from EXTERNAL-IP:80", Duration::from_secs(10), || async {
-        let out = cluster.lan.client.exec(probe, &["connect", &format!("{}:80", ips[0])]);
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    })
+    let reply = wait_for(
+        "a TCP answer from EXTERNAL-IP:80",
+        Duration::from_secs(10),
+        || async {
+            let out = cluster
+                .lan
+                .client
+                .exec(probe, &["connect", &format!("{}:80", ips[0])]);
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        },
+    )
     .await;
     assert_eq!(reply, owner_name);
 
@@ -104,10 +146,18 @@ async fn one_node_answers_arp_and_ndp_and_carries_the_traffic() {
         .await
         .expect("delete Service");
     for ip in &ips {
-        wait_for(&format!("no answer for {ip}"), Duration::from_secs(10), || async {
-            let macs = answers(&cluster.lan.client, &ip.to_string());
-            if macs.is_empty() { Ok(()) } else { Err(format!("{macs:?}")) }
-        })
+        wait_for(
+            &format!("no answer for {ip}"),
+            Duration::from_secs(10),
+            || async {
+                let macs = answers(&cluster.lan.client, &ip.to_string());
+                if macs.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{macs:?}"))
+                }
+            },
+        )
         .await;
     }
 }
@@ -135,7 +185,11 @@ async fn the_owner_dying_moves_the_address_and_updates_the_client() {
             Duration::from_secs(15),
             || async {
                 let neigh = client.exec_ok("ip", &["neigh", "show", &ip.to_string()]);
-                let mac = neigh.split_whitespace().skip_while(|w| *w != "lladdr").nth(1).map(str::to_owned);
+                let mac = neigh
+                    .split_whitespace()
+                    .skip_while(|w| *w != "lladdr")
+                    .nth(1)
+                    .map(str::to_owned);
                 match mac {
                     Some(mac) if !mac.eq_ignore_ascii_case(&old_mac) => Ok(mac),
                     _ => Err(neigh),
@@ -151,17 +205,23 @@ async fn the_owner_dying_moves_the_address_and_updates_the_client() {
 #[tokio::test]
 async fn local_traffic_follows_the_ready_endpoint() {
     let cluster = Cluster::start(3).await;
-    let svc = cluster.expose(LoadBalancer::new("web").local_traffic(), &[3]).await;
+    let svc = cluster
+        .expose(LoadBalancer::new("web").local_traffic(), &[3])
+        .await;
     let ip = ingress(&svc)[0];
     assert_eq!(owner_of(&cluster, ip).await, 3);
 
     cluster.set_endpoints("web", &[2]).await;
-    wait_for("node-2 to take the address", Duration::from_secs(15), || async {
-        let macs = answers(&cluster.lan.client, &ip.to_string());
-        match macs.as_slice() {
-            [mac] if cluster.node_with_mac(mac) == Some(2) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
+    wait_for(
+        "node-2 to take the address",
+        Duration::from_secs(15),
+        || async {
+            let macs = answers(&cluster.lan.client, &ip.to_string());
+            match macs.as_slice() {
+                [mac] if cluster.node_with_mac(mac) == Some(2) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
     .await;
 }
