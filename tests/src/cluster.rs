@@ -169,8 +169,9 @@ pub fn start_speaker(plane: &ControlPlane, ns: &Netns, i: usize) -> Daemon {
     )
 }
 
-/// Every MAC that answers one ARP request / Neighbor Solicitation for `ip`
-/// from `from`, lower-case.
+/// The distinct MACs that answer one ARP request / Neighbor Solicitation for
+/// `ip` from `from`, lower-case (an unsolicited NA of a takeover may arrive
+/// in the same window as the answer, from the same node).
 pub fn answers(from: &Netns, ip: &str) -> Vec<String> {
     let out = if ip.contains(':') {
         from.exec("ndisc6", &["-m", "-r", "1", "-w", "1000", ip, "eth0"])
@@ -178,10 +179,14 @@ pub fn answers(from: &Netns, ip: &str) -> Vec<String> {
         from.exec("arping", &["-c", "1", "-w", "1", "-I", "eth0", ip])
     };
     let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
-    text.split(|c: char| c.is_whitespace() || c == '[' || c == ']')
+    let mut macs: Vec<String> = text
+        .split(|c: char| c.is_whitespace() || c == '[' || c == ']')
         .filter(|w| w.len() == 17 && w.matches(':').count() == 5)
         .map(str::to_owned)
-        .collect()
+        .collect();
+    macs.sort();
+    macs.dedup();
+    macs
 }
 
 fn resolve_from(from: &Netns, ip: &str) -> Option<String> {
