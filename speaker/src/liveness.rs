@@ -33,7 +33,14 @@ impl Liveness {
     /// by `age`, how old its renew time already was (by the clocks involved;
     /// only used once, so a speaker that died long ago is not revived for a
     /// whole duration by a restart of this one).
-    pub fn observe(&mut self, node: &str, record: &str, duration: Duration, age: Duration, now: Instant) {
+    pub fn observe(
+        &mut self,
+        node: &str,
+        record: &str,
+        duration: Duration,
+        age: Duration,
+        now: Instant,
+    ) {
         match self.members.get_mut(node) {
             Some(member) if member.record == record => {}
             Some(member) => {
@@ -89,7 +96,13 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Liveness::new();
         l.observe("node-1", "r1", LEASE, Duration::ZERO, t0);
-        l.observe("node-1", "r2", LEASE, Duration::ZERO, t0 + Duration::from_secs(3));
+        l.observe(
+            "node-1",
+            "r2",
+            LEASE,
+            Duration::ZERO,
+            t0 + Duration::from_secs(3),
+        );
         assert!(l.live(t0 + Duration::from_secs(6)).contains("node-1"));
     }
 
@@ -99,7 +112,13 @@ mod tests {
         let mut l = Liveness::new();
         l.observe("node-1", "r1", LEASE, Duration::ZERO, t0);
         // The same record seen again does not extend it.
-        l.observe("node-1", "r1", LEASE, Duration::ZERO, t0 + Duration::from_secs(3));
+        l.observe(
+            "node-1",
+            "r1",
+            LEASE,
+            Duration::ZERO,
+            t0 + Duration::from_secs(3),
+        );
         assert!(l.live(t0 + Duration::from_millis(3999)).contains("node-1"));
         assert!(!l.live(t0 + LEASE).contains("node-1"));
         assert_eq!(l.next_expiry(t0), Some(t0 + LEASE));

@@ -13,8 +13,8 @@ use ferrolb_config::{DEFAULT_CONFIGMAP_NAME, DEFAULT_NAMESPACE};
 use ferrolb_speaker::announcer::{self, Announcements, Announcer};
 use ferrolb_speaker::metrics::{self, Metrics};
 use ferrolb_speaker::{node_lease, watch};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -45,8 +45,13 @@ struct Cli {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 4s or 500ms"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 4s or 500ms"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" | "" => value,
@@ -59,7 +64,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
         )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -79,7 +85,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::try_default().await.context("connecting to the API server")?;
+    let client = Client::try_default()
+        .await
+        .context("connecting to the API server")?;
     let shutdown = CancellationToken::new();
     let stop_answering = CancellationToken::new();
 
@@ -87,10 +95,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let announcer = Announcer::new(desired_rx, announcer::Settings::default());
     let metrics = Arc::new(Metrics::new(announcer.counters()));
     let announcing = tokio::spawn(announcer.run(stop_answering.clone()));
-    let server = tokio::spawn(metrics::serve(cli.metrics_address, metrics.clone(), stop_answering.clone()));
+    let server = tokio::spawn(metrics::serve(
+        cli.metrics_address,
+        metrics.clone(),
+        stop_answering.clone(),
+    ));
     let renewing = tokio::spawn({
-        let (client, namespace, node, shutdown) = (client.clone(), cli.namespace.clone(), cli.node_name.clone(), shutdown.clone());
-        async move { node_lease::renew(client, &namespace, &node, cli.lease_duration, cli.lease_renew, shutdown).await }
+        let (client, namespace, node, shutdown) = (
+            client.clone(),
+            cli.namespace.clone(),
+            cli.node_name.clone(),
+            shutdown.clone(),
+        );
+        async move {
+            node_lease::renew(
+                client,
+                &namespace,
+                &node,
+                cli.lease_duration,
+                cli.lease_renew,
+                shutdown,
+            )
+            .await
+        }
     });
     let recorder = Recorder::new(
         client.clone(),
@@ -105,7 +132,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         config_map: cli.config_map.clone(),
     };
     info!(node = %cli.node_name, "speaker started");
-    let watching = tokio::spawn(watch::run(client.clone(), settings, recorder, metrics, desired_tx, shutdown.clone()));
+    let watching = tokio::spawn(watch::run(
+        client.clone(),
+        settings,
+        recorder,
+        metrics,
+        desired_tx,
+        shutdown.clone(),
+    ));
 
     shutdown_signal().await;
     // Drain: stop deciding and renewing, hand the addresses over by
@@ -114,7 +148,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = tokio::join!(watching, renewing);
     let handover = node_lease::release(client, &cli.namespace, &cli.node_name);
-    if tokio::time::timeout(Duration::from_secs(3), handover).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(3), handover)
+        .await
+        .is_err()
+    {
         info!("could not release the lease in time; others take over when it expires");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

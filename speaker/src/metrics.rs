@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::extract::State;
 use axum::http::header;
@@ -47,13 +47,14 @@ impl Metrics {
     pub fn render(&self) -> String {
         let snapshot = self.counters.snapshot();
         let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
-            let _ = writeln!(out, "# HELP ferrolb_speaker_{name} {help}");
-            let _ = writeln!(out, "# TYPE ferrolb_speaker_{name} {kind}");
-            for (labels, value) in rows {
-                let _ = writeln!(out, "ferrolb_speaker_{name}{labels} {value}");
-            }
-        };
+        let mut family =
+            |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
+                let _ = writeln!(out, "# HELP ferrolb_speaker_{name} {help}");
+                let _ = writeln!(out, "# TYPE ferrolb_speaker_{name} {kind}");
+                for (labels, value) in rows {
+                    let _ = writeln!(out, "ferrolb_speaker_{name}{labels} {value}");
+                }
+            };
         let per_address = |pick: fn(&crate::announcer::AddressCounts) -> u64| {
             snapshot
                 .addresses
@@ -110,19 +111,30 @@ impl Metrics {
             "api_healthy",
             "gauge",
             "1 while every watch on the API server is healthy",
-            &mut std::iter::once((String::new(), u64::from(self.api_healthy.load(Ordering::Relaxed)))),
+            &mut std::iter::once((
+                String::new(),
+                u64::from(self.api_healthy.load(Ordering::Relaxed)),
+            )),
         );
         out
     }
 }
 
 /// Serves `/metrics` and `/healthz` on `addr` until `shutdown`.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let app = axum::Router::new()
         .route(
             "/metrics",
             get(|State(m): State<Arc<Metrics>>| async move {
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render()).into_response()
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    m.render(),
+                )
+                    .into_response()
             }),
         )
         .route("/healthz", get(|| async { "ok" }))

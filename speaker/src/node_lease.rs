@@ -7,12 +7,12 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
 use kube::Client;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::watch::{lease_name, LEASE_LABEL};
+use crate::watch::{LEASE_LABEL, lease_name};
 
 /// Renews node `node`'s Lease every `renew` until `shutdown`; the Lease says
 /// it is valid for `duration`. API errors are retried at the next renewal.
@@ -71,6 +71,8 @@ pub async fn release(client: Client, namespace: &str, node: &str) {
         .await
     {
         Ok(_) => info!(lease = %name, "lease released; other speakers take over"),
-        Err(e) => warn!(lease = %name, error = %e, "cannot release the lease; others take over when it expires"),
+        Err(e) => {
+            warn!(lease = %name, error = %e, "cannot release the lease; others take over when it expires")
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use ferrolb_config::{Config, ServiceKey, TrafficPolicy};
 
 use crate::announcer::Announcements;
-use crate::election::{self, Candidate, Election, ServiceAddress, EXCLUDE_FROM_LOAD_BALANCERS};
+use crate::election::{self, Candidate, EXCLUDE_FROM_LOAD_BALANCERS, Election, ServiceAddress};
 
 /// What the election needs to know of a Node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +91,10 @@ pub fn decide(
         let election = election::elect(&address, &candidates, me);
         if election.is_me() {
             for ip in &service.addresses {
-                let interfaces = config.pool_of(*ip).map(|p| p.interfaces.clone()).unwrap_or_default();
+                let interfaces = config
+                    .pool_of(*ip)
+                    .map(|p| p.interfaces.clone())
+                    .unwrap_or_default();
                 announcements.announce(*ip, interfaces);
             }
         }
@@ -164,7 +167,9 @@ mod tests {
         let nodes = [node("node-1")];
         let services = [service("web", &["198.51.100.10"])];
         let (announced, _) = decide(&config(), &services, &nodes, &live(&["node-1"]), "node-1");
-        let interfaces = announced.interfaces("198.51.100.10".parse().unwrap()).unwrap();
+        let interfaces = announced
+            .interfaces("198.51.100.10".parse().unwrap())
+            .unwrap();
         assert_eq!(interfaces.iter().collect::<Vec<_>>(), vec!["eth0"]);
     }
 
@@ -172,7 +177,8 @@ mod tests {
     fn an_address_in_no_pool_is_not_ours_to_announce() {
         let nodes = [node("node-1")];
         let services = [service("other", &["203.0.113.7"])];
-        let (announced, decisions) = decide(&config(), &services, &nodes, &live(&["node-1"]), "node-1");
+        let (announced, decisions) =
+            decide(&config(), &services, &nodes, &live(&["node-1"]), "node-1");
         assert!(announced.is_empty());
         assert!(decisions.is_empty());
     }
@@ -181,10 +187,21 @@ mod tests {
     fn a_dead_owner_hands_the_address_to_the_next_node() {
         let nodes = [node("node-1"), node("node-2")];
         let services = [service("web", &["198.51.100.10"])];
-        let (_, decisions) = decide(&config(), &services, &nodes, &live(&["node-1", "node-2"]), "node-1");
+        let (_, decisions) = decide(
+            &config(),
+            &services,
+            &nodes,
+            &live(&["node-1", "node-2"]),
+            "node-1",
+        );
         let first = decisions[0].election.owner.clone().unwrap();
-        let survivor = if first == "node-1" { "node-2" } else { "node-1" };
-        let (announced, decisions) = decide(&config(), &services, &nodes, &live(&[survivor]), survivor);
+        let survivor = if first == "node-1" {
+            "node-2"
+        } else {
+            "node-1"
+        };
+        let (announced, decisions) =
+            decide(&config(), &services, &nodes, &live(&[survivor]), survivor);
         assert_eq!(decisions[0].election.owner.as_deref(), Some(survivor));
         assert!(announced.contains("198.51.100.10".parse().unwrap()));
     }
@@ -195,7 +212,13 @@ mod tests {
         let mut svc = service("web", &["198.51.100.10"]);
         svc.traffic_policy = TrafficPolicy::Local;
         svc.ready_endpoint_nodes = live(&["node-3"]);
-        let (_, decisions) = decide(&config(), &[svc], &nodes, &live(&["node-1", "node-2", "node-3"]), "node-1");
+        let (_, decisions) = decide(
+            &config(),
+            &[svc],
+            &nodes,
+            &live(&["node-1", "node-2", "node-3"]),
+            "node-1",
+        );
         assert_eq!(decisions[0].election.owner.as_deref(), Some("node-3"));
     }
 
@@ -204,8 +227,12 @@ mod tests {
         let nodes = [node("node-1")];
         let mut svc = service("web", &["198.51.100.10"]);
         svc.has_serving_endpoints = false;
-        let (announced, decisions) = decide(&config(), &[svc], &nodes, &live(&["node-1"]), "node-1");
+        let (announced, decisions) =
+            decide(&config(), &[svc], &nodes, &live(&["node-1"]), "node-1");
         assert!(announced.is_empty());
-        assert_eq!(decisions[0].election.reason(), Some(Reason::NoServingEndpoints));
+        assert_eq!(
+            decisions[0].election.reason(),
+            Some(Reason::NoServingEndpoints)
+        );
     }
 }
