@@ -1,0 +1,101 @@
+//! Two controller replicas: exactly one leads and allocates (the other's
+//! `/readyz` answers 503); when the leader dies the other takes the Lease
+//! once it expires (6 s) and allocates the next Service.
+
+mod controller_support;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use controller_support::{Controller, create_all, service_events, wait_allocated, wait_event};
+use ferrolb_e2e::objects::{LoadBalancer, apply_config, namespace};
+use ferrolb_e2e::{ControlPlane, wait_for};
+
+const CONFIG: &str = "\
+address-pools:
+- name: lan
+  protocol: layer2
+  addresses:
+  - 198.51.100.10-198.51.100.20
+";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("an IP address")
+}
+
+#[tokio::test]
+async fn one_replica_allocates_and_the_other_takes_over_when_it_dies() {
+    let cp = ControlPlane::own().await;
+    let client = cp.client().await;
+    apply_config(&client, CONFIG).await;
+    let mut replicas = [
+        Controller::start(&cp, "replica-a"),
+        Controller::start(&cp, "replica-b"),
+    ];
+    let ns = namespace(&client, "leader").await;
+    let key = |name: &str| format!("{ns}/{name}");
+
+    // One becomes ready; the other stays unready while it waits to lead.
+    let leader = wait_for("one ready replica", Duration::from_secs(60), || async {
+        let codes = [replicas[0].readyz().await, replicas[1].readyz().await];
+        match codes {
+            [Some(200), Some(503)] => Ok(0),
+            [Some(503), Some(200)] => Ok(1),
+            other => Err(format!("/readyz answers {other:?}")),
+        }
+    })
+    .await;
+    let standby = 1 - leader;
+
+    create_all(&client, &ns, vec![LoadBalancer::new("first").build()]).await;
+    assert_eq!(
+        wait_allocated(&cp, &key("first")).await,
+        vec![ip("198.51.100.10")]
+    );
+    let allocated = wait_event(&cp, &key("first"), "IPAllocated", "198.51.100.10").await;
+    assert_eq!(allocated.instance, replicas[leader].identity);
+    replicas[leader]
+        .wait_metric("ferrolb_allocations_total", 1.0)
+        .await;
+    assert_eq!(
+        replicas[standby].metric("ferrolb_allocations_total").await,
+        Some(0.0),
+        "the standby allocated"
+    );
+    assert_eq!(replicas[standby].readyz().await, Some(503));
+
+    // The leader dies without a word; the standby waits out the Lease it
+    // last saw renewed, then leads.
+    replicas[leader].kill();
+    let killed = Instant::now();
+    wait_for("the standby to lead", Duration::from_secs(30), || async {
+        match replicas[standby].readyz().await {
+            Some(200) => Ok(()),
+            other => Err(format!("/readyz answers {other:?}")),
+        }
+    })
+    .await;
+    let takeover = killed.elapsed();
+    eprintln!("takeover after {takeover:.1?}");
+    assert!(
+        takeover >= Duration::from_secs(2),
+        "took over after {takeover:?}, before the 6 s Lease could expire"
+    );
+    assert!(
+        takeover <= Duration::from_secs(20),
+        "took over after {takeover:?}"
+    );
+
+    create_all(&client, &ns, vec![LoadBalancer::new("second").build()]).await;
+    assert_eq!(
+        wait_allocated(&cp, &key("second")).await,
+        vec![ip("198.51.100.11")],
+        "the new leader knows .10 is taken"
+    );
+    let allocated = wait_event(&cp, &key("second"), "IPAllocated", "198.51.100.11").await;
+    assert_eq!(allocated.instance, replicas[standby].identity);
+    assert!(
+        service_events(&cp, &key("first"), "IPChanged").is_empty(),
+        "the takeover moved first"
+    );
+}
