@@ -13,12 +13,12 @@ use ferrolb_controller::allocator::Allocator;
 use ferrolb_controller::leader::{Elector, Timing};
 use ferrolb_controller::metrics::{self, Metrics};
 use ferrolb_controller::plan::Desire;
-use ferrolb_controller::reconcile::{self, Context};
+use ferrolb_controller::reconcile::{self, Context, EventPublisher};
 use ferrolb_controller::{config_watch, preview, status};
 use k8s_openapi::api::core::v1::Service;
 use kube::Client;
 use kube::api::{Api, ListParams};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -191,7 +191,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let ctx = Arc::new(Context {
         client: client.clone(),
         allocator: Mutex::new(Allocator::default()),
-        recorder: Recorder::new(
+        events: EventPublisher::new(
             client.clone(),
             Reporter {
                 controller: "ferrolb-controller".into(),

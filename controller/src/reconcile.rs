@@ -4,17 +4,20 @@
 //! start-up rebuild of the allocator from existing statuses, and releasing
 //! the addresses of deleted Services.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ferrolb_config::ServiceKey;
 use ferrolb_config::request::{self, Served};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -48,7 +51,7 @@ pub struct Context {
     /// Which Service holds which address. Locked only around pure calls.
     pub allocator: Mutex<Allocator>,
     /// Publishes events on Services and the ConfigMap.
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     /// The exported metrics.
     pub metrics: Arc<Metrics>,
     /// Asks for a reconcile of every Service (addresses were freed, or the
@@ -71,16 +74,171 @@ impl Context {
         reason: &str,
         note: String,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Allocate".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        if let Err(e) = self
+            .events
+            .publish(&object.object_ref(&()), type_, reason, note)
+            .await
+        {
             warn!(reason, error = %e, "could not publish event");
         }
+    }
+}
+
+/// How long an event may be repeated as a series rather than anew.
+const REPEAT_WINDOW: Duration = Duration::from_secs(6 * 60);
+
+/// What makes two events the same event, repeated: the object, the type,
+/// the reason and the note (as client-go's recorder keys them).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct EventKey {
+    kind: Option<String>,
+    namespace: Option<String>,
+    name: Option<String>,
+    uid: Option<String>,
+    warning: bool,
+    reason: String,
+    note: String,
+}
+
+/// An event published in the last [`REPEAT_WINDOW`].
+struct Published {
+    namespace: String,
+    name: String,
+    count: i32,
+    last: tokio::time::Instant,
+}
+
+/// Publishes `events.k8s.io/v1` events: an event identical to one published
+/// recently bumps its series count; one whose note differs is a new event.
+///
+/// kube's `Recorder` keys repeats without the note, so a second, different
+/// message (a config refused for another reason, an address that moved
+/// again) would show as "x2" of the first message: the user would read a
+/// stale reason.
+pub struct EventPublisher {
+    client: Client,
+    reporter: Reporter,
+    recent: Mutex<Recent>,
+}
+
+/// The events published in the last [`REPEAT_WINDOW`], and when the old
+/// ones were last forgotten (once a minute, not on every publish: with ten
+/// thousand Services a sweep per event would cost more than the event).
+struct Recent {
+    events: HashMap<EventKey, Published>,
+    swept: tokio::time::Instant,
+}
+
+impl EventPublisher {
+    /// A publisher reporting as `reporter`.
+    pub fn new(client: Client, reporter: Reporter) -> EventPublisher {
+        EventPublisher {
+            client,
+            reporter,
+            recent: Mutex::new(Recent {
+                events: HashMap::new(),
+                swept: tokio::time::Instant::now(),
+            }),
+        }
+    }
+
+    /// Publishes one event about `regarding`.
+    pub async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) -> Result<(), kube::Error> {
+        let key = EventKey {
+            kind: regarding.kind.clone(),
+            namespace: regarding.namespace.clone(),
+            name: regarding.name.clone(),
+            uid: regarding.uid.clone(),
+            warning: matches!(type_, EventType::Warning),
+            reason: reason.to_owned(),
+            note: note.clone(),
+        };
+        let now = tokio::time::Instant::now();
+        let repeat = {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if now.duration_since(recent.swept) > Duration::from_secs(60) {
+                recent
+                    .events
+                    .retain(|_, p| now.duration_since(p.last) < REPEAT_WINDOW);
+                recent.swept = now;
+            }
+            recent
+                .events
+                .get_mut(&key)
+                .filter(|p| now.duration_since(p.last) < REPEAT_WINDOW)
+                .map(|p| {
+                    p.count += 1;
+                    p.last = now;
+                    (p.namespace.clone(), p.name.clone(), p.count)
+                })
+        };
+        let stamp = MicroTime(Timestamp::now());
+        if let Some((namespace, name, count)) = repeat {
+            let series =
+                json!({ "series": EventSeries { count, last_observed_time: stamp.clone() } });
+            match Api::<K8sEvent>::namespaced(self.client.clone(), &namespace)
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&series))
+                .await
+            {
+                // The API server expired it: publish it anew.
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                other => return other.map(|_| ()),
+            }
+        }
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        let name = format!(
+            "{}.{:x}",
+            regarding
+                .name
+                .as_deref()
+                .unwrap_or(&self.reporter.controller),
+            stamp.0.as_nanosecond()
+        );
+        let event = K8sEvent {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            action: Some("Allocate".into()),
+            reason: Some(reason.to_owned()),
+            note: Some(note),
+            type_: Some(if key.warning { "Warning" } else { "Normal" }.into()),
+            event_time: Some(stamp),
+            regarding: Some(regarding.clone()),
+            reporting_controller: Some(self.reporter.controller.clone()),
+            reporting_instance: Some(
+                self.reporter
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| self.reporter.controller.clone()),
+            ),
+            ..Default::default()
+        };
+        Api::<K8sEvent>::namespaced(self.client.clone(), &namespace)
+            .create(&PostParams::default(), &event)
+            .await?;
+        let published = Published {
+            namespace,
+            name,
+            count: 1,
+            last: now,
+        };
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .events
+            .insert(key, published);
+        Ok(())
     }
 }
 
