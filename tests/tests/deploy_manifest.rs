@@ -1,0 +1,77 @@
+//! `deploy/ferrolb.yaml` as an operator applies it: the API server accepts
+//! every object, and the RBAC it grants covers every call the controller and
+//! the speaker make, and nothing cluster-wide beyond what they read.
+
+use ferrolb_e2e::ControlPlane;
+
+fn manifest() -> String {
+    format!("{}/../deploy/ferrolb.yaml", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_does() {
+    let cp = ControlPlane::own().await;
+    // Namespaced objects need their namespace to exist even for a dry run.
+    cp.kubectl(&["create", "namespace", "ferrolb-system"]);
+    let applied = cp.kubectl(&["apply", "--server-side", "-f", &manifest()]);
+    assert!(
+        applied.contains("daemonset.apps/speaker serverside-applied"),
+        "{applied}"
+    );
+
+    let can = |who: &str, verb: &str, resource: &str, namespace: Option<&str>| {
+        let user = format!("system:serviceaccount:ferrolb-system:{who}");
+        let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+        let mut args = vec!["auth", "can-i", verb, resource, "--as", &user];
+        if !subresource.is_empty() {
+            args.extend(["--subresource", subresource]);
+        }
+        if let Some(ns) = namespace {
+            args.extend(["-n", ns]);
+        }
+        let out = cp
+            .kubectl_command()
+            .args(&args)
+            .output()
+            .expect("kubectl auth can-i");
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    let ns = Some("ferrolb-system");
+    for (verb, resource, namespace) in [
+        ("watch", "services", None),
+        ("patch", "services/status", Some("default")),
+        ("create", "events.events.k8s.io", Some("default")),
+        ("watch", "configmaps", ns),
+        ("update", "leases.coordination.k8s.io", ns),
+        ("create", "leases.coordination.k8s.io", ns),
+    ] {
+        assert!(
+            can("controller", verb, resource, namespace),
+            "controller cannot {verb} {resource}"
+        );
+    }
+    for (verb, resource, namespace) in [
+        ("watch", "services", None),
+        ("watch", "nodes", None),
+        ("watch", "endpointslices.discovery.k8s.io", None),
+        ("create", "events.events.k8s.io", Some("default")),
+        ("watch", "configmaps", ns),
+        ("patch", "leases.coordination.k8s.io", ns),
+        ("delete", "leases.coordination.k8s.io", ns),
+    ] {
+        assert!(
+            can("speaker", verb, resource, namespace),
+            "speaker cannot {verb} {resource}"
+        );
+    }
+    // Least privilege: no writes outside what each needs.
+    assert!(!can("speaker", "patch", "services/status", Some("default")));
+    assert!(!can("controller", "update", "nodes", None));
+    assert!(!can("controller", "watch", "configmaps", Some("default")));
+    assert!(!can(
+        "speaker",
+        "update",
+        "leases.coordination.k8s.io",
+        Some("kube-node-lease")
+    ));
+}
