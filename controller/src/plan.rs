@@ -154,17 +154,13 @@ fn failure(error: &AllocError, observed: &[IpAddr]) -> Notice {
     }
 }
 
+/// Builders shared by this crate's tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use ferrolb_config::{Config, Family, FamilyPolicy, TrafficPolicy};
+pub(crate) mod fixtures {
+    use ferrolb_config::{Family, FamilyPolicy, ServiceKey, ServiceRequest, TrafficPolicy};
 
-    fn pools(yaml: &str) -> Allocator {
-        let config: Config = Config::from_yaml(yaml).expect("valid config").config;
-        Allocator::new(&config.pools)
-    }
-
-    fn lb(name: &str) -> ServiceRequest {
+    /// A single-stack IPv4 request of `default/<name>` with no preferences.
+    pub(crate) fn lb(name: &str) -> ServiceRequest {
         ServiceRequest {
             key: ServiceKey::new("default", name),
             families: FamilyPolicy::Single(Family::V4),
@@ -175,6 +171,18 @@ mod tests {
             traffic_policy: TrafficPolicy::Cluster,
             selector: Default::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::lb;
+    use super::*;
+    use ferrolb_config::Config;
+
+    fn pools(yaml: &str) -> Allocator {
+        let config: Config = Config::from_yaml(yaml).expect("valid config").config;
+        Allocator::new(&config.pools)
     }
 
     const ONE_POOL: &str = "address-pools:\n- name: a\n  protocol: layer2\n  addresses: [198.51.100.10-198.51.100.11]\n";

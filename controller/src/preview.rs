@@ -89,19 +89,11 @@ pub fn preview(pools: &[Pool], services: &[(Desire, Vec<IpAddr>)]) -> Vec<Impact
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferrolb_config::{Config, Family, FamilyPolicy, ServiceRequest, TrafficPolicy};
+    use crate::plan::fixtures;
+    use ferrolb_config::Config;
 
     fn lb(name: &str) -> Desire {
-        Desire::Serve(ServiceRequest {
-            key: ServiceKey::new("default", name),
-            families: FamilyPolicy::Single(Family::V4),
-            requested: Vec::new(),
-            pool: None,
-            sharing: None,
-            ports: Vec::new(),
-            traffic_policy: TrafficPolicy::Cluster,
-            selector: Default::default(),
-        })
+        Desire::Serve(fixtures::lb(name))
     }
 
     fn ip(s: &str) -> IpAddr {
