@@ -225,3 +225,64 @@ async fn local_traffic_follows_the_ready_endpoint() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn with_no_eligible_node_nobody_answers_and_the_service_says_why() {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Patch, PatchParams};
+    let cluster = Cluster::start(2).await;
+    let svc = cluster.expose(LoadBalancer::new("web"), &[1, 2]).await;
+    let ip = ingress(&svc)[0];
+    owner_of(&cluster, ip).await;
+
+    // The operator takes every node out of external load balancing.
+    let nodes = Api::<Node>::all(cluster.client.clone());
+    let label = serde_json::json!({"metadata": {"labels": {
+        "node.kubernetes.io/exclude-from-external-load-balancers": "true"
+    }}});
+    for i in 1..=2 {
+        nodes
+            .patch(
+                &format!("node-{i}"),
+                &PatchParams::default(),
+                &Patch::Merge(&label),
+            )
+            .await
+            .expect("label node");
+    }
+    wait_for(
+        &format!("no answer for {ip}"),
+        Duration::from_secs(10),
+        || async {
+            let macs = answers(&cluster.lan.client, &ip.to_string());
+            if macs.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{macs:?}"))
+            }
+        },
+    )
+    .await;
+    wait_for(
+        "the NoAnnouncingNode event",
+        Duration::from_secs(10),
+        || async {
+            let events = cluster.plane.kubectl(&[
+                "get",
+                "events",
+                "-n",
+                "default",
+                "--field-selector",
+                "reason=NoAnnouncingNode",
+                "-o",
+                "custom-columns=NOTE:.note,MESSAGE:.message",
+            ]);
+            if events.contains("no node is eligible to announce") {
+                Ok(())
+            } else {
+                Err(events)
+            }
+        },
+    )
+    .await;
+}
