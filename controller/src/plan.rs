@@ -41,6 +41,16 @@ pub enum Notice {
         /// The pool they came from.
         pool: String,
     },
+    /// The Service kept its addresses and gained one of its other family
+    /// (PreferDualStack, once its pool had one free).
+    Extended {
+        /// The addresses added.
+        added: Vec<IpAddr>,
+        /// The addresses it already had.
+        kept: Vec<IpAddr>,
+        /// The pool they came from.
+        pool: String,
+    },
     /// The Service's addresses changed (its request or the pools changed).
     Moved {
         /// What its status showed.
@@ -107,20 +117,37 @@ pub fn plan(desire: &Desire, observed: &[IpAddr], allocator: &mut Allocator) -> 
     }
     match allocator.assign(request) {
         Ok(allocation) => {
-            let notice = (allocation.addresses != observed).then(|| {
-                if observed.is_empty() {
-                    Notice::Allocated {
-                        addresses: allocation.addresses.clone(),
-                        pool: allocation.pool.0.clone(),
-                    }
-                } else {
-                    Notice::Moved {
-                        from: observed.to_vec(),
-                        to: allocation.addresses.clone(),
-                        pool: allocation.pool.0.clone(),
-                    }
-                }
-            });
+            let gained: Vec<IpAddr> = allocation
+                .addresses
+                .iter()
+                .filter(|ip| !observed.contains(ip))
+                .copied()
+                .collect();
+            let lost = observed.iter().any(|ip| !allocation.addresses.contains(ip));
+            let pool = allocation.pool.0.clone();
+            let notice = if observed.is_empty() {
+                Some(Notice::Allocated {
+                    addresses: allocation.addresses.clone(),
+                    pool,
+                })
+            } else if lost {
+                Some(Notice::Moved {
+                    from: observed.to_vec(),
+                    to: allocation.addresses.clone(),
+                    pool,
+                })
+            } else if !gained.is_empty() {
+                // Nothing was taken away: not a move, and not worth a Warning.
+                Some(Notice::Extended {
+                    added: gained,
+                    kept: observed.to_vec(),
+                    pool,
+                })
+            } else {
+                // The same addresses, perhaps listed in another order: the
+                // status is rewritten, there is nothing to tell.
+                None
+            };
             let freed = held_before.is_some_and(|before| {
                 before
                     .addresses
@@ -178,7 +205,7 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures::lb;
     use super::*;
-    use ferrolb_config::Config;
+    use ferrolb_config::{Config, Family, FamilyPolicy};
 
     fn pools(yaml: &str) -> Allocator {
         let config: Config = Config::from_yaml(yaml).expect("valid config").config;
@@ -269,6 +296,53 @@ mod tests {
         assert!(gone.addresses.is_empty());
         let third = plan(&Desire::Serve(lb("s3")), &[], &mut alloc);
         assert_eq!(third.addresses, vec![ip("198.51.100.10")]);
+    }
+
+    #[test]
+    fn a_prefer_dual_stack_service_gaining_a_family_is_told_so_not_warned() {
+        let mut alloc = pools(
+            "address-pools:\n- name: d\n  protocol: layer2\n  addresses: [198.51.100.10/32, 2001:db8::10/128]\n",
+        );
+        let mut v6 = lb("v6");
+        v6.families = FamilyPolicy::Single(Family::V6);
+        plan(&Desire::Serve(v6), &[], &mut alloc);
+        let mut prefer = lb("prefer");
+        prefer.families = FamilyPolicy::PreferDual(Family::V4);
+        let first = plan(&Desire::Serve(prefer.clone()), &[], &mut alloc);
+        assert_eq!(first.addresses, vec![ip("198.51.100.10")]);
+
+        plan(
+            &Desire::NotServed(ServiceKey::new("default", "v6")),
+            &[],
+            &mut alloc,
+        );
+        let gained = plan(&Desire::Serve(prefer), &first.addresses, &mut alloc);
+        assert_eq!(
+            gained.addresses,
+            vec![ip("198.51.100.10"), ip("2001:db8::10")]
+        );
+        assert_eq!(
+            gained.notice,
+            Some(Notice::Extended {
+                added: vec![ip("2001:db8::10")],
+                kept: vec![ip("198.51.100.10")],
+                pool: "d".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_status_listing_the_same_addresses_in_another_order_is_no_news() {
+        let mut alloc = pools(
+            "address-pools:\n- name: d\n  protocol: layer2\n  addresses: [198.51.100.10/32, 2001:db8::10/128]\n",
+        );
+        let mut dual = lb("dual");
+        dual.families = FamilyPolicy::RequireDual(Family::V4);
+        let first = plan(&Desire::Serve(dual.clone()), &[], &mut alloc);
+        let reversed: Vec<IpAddr> = first.addresses.iter().rev().copied().collect();
+        let again = plan(&Desire::Serve(dual), &reversed, &mut alloc);
+        assert_eq!(again.addresses, first.addresses);
+        assert_eq!(again.notice, None);
     }
 
     #[test]

@@ -332,6 +332,14 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
             ctx.publish(service.as_ref(), EventType::Normal, "IPAllocated", note)
                 .await;
         }
+        Some(Notice::Extended { added, kept, pool }) => {
+            let (added, kept) = (join(&added), join(&kept));
+            info!(service = %key, ip = %added, kept = %kept, pool = %pool, "allocated the other family");
+            ctx.metrics.allocated();
+            let note = format!("Assigned {added} from pool {pool}, beside {kept}");
+            ctx.publish(service.as_ref(), EventType::Normal, "IPAllocated", note)
+                .await;
+        }
         Some(Notice::Moved { from, to, pool }) => {
             let (from, to) = (join(&from), join(&to));
             warn!(service = %key, from = %from, to = %to, pool = %pool, "address changed");

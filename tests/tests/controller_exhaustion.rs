@@ -277,3 +277,84 @@ async fn a_service_of_another_class_is_never_given_an_address() {
         "ferrolb spoke about a Service of another class"
     );
 }
+
+const DUAL: &str = "\
+address-pools:
+- name: dual
+  protocol: layer2
+  addresses:
+  - 198.51.100.10-198.51.100.11
+  - 2001:db8:2::10/128
+";
+
+#[tokio::test]
+async fn a_prefer_dual_stack_service_gains_its_second_family_when_one_is_freed() {
+    let cp = ControlPlane::own().await;
+    let client = cp.client().await;
+    apply_config(&client, DUAL).await;
+    let _controller = Controller::start(&cp, "dual");
+    let ns = namespace(&client, "dual").await;
+    let key = |name: &str| format!("{ns}/{name}");
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+
+    // The pool's only IPv6 address is taken: a PreferDualStack Service
+    // settles for IPv4 alone.
+    create_all(
+        &client,
+        &ns,
+        vec![
+            LoadBalancer::new("v6")
+                .families("SingleStack", &["IPv6"])
+                .build(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        wait_allocated(&cp, &key("v6")).await,
+        vec![ip("2001:db8:2::10")]
+    );
+    create_all(
+        &client,
+        &ns,
+        vec![
+            LoadBalancer::new("prefer")
+                .families("PreferDualStack", &["IPv4", "IPv6"])
+                .build(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        wait_allocated(&cp, &key("prefer")).await,
+        vec![ip("198.51.100.10")]
+    );
+
+    // Once it is free the Service gains it and keeps its IPv4 address: an
+    // address added, none taken away, so no Warning.
+    services
+        .delete("v6", &DeleteParams::default())
+        .await
+        .expect("delete v6");
+    wait_for("prefer to gain IPv6", PATIENCE, || async {
+        let shown = external_ips(&cp);
+        let ips =
+            controller_support::addresses(shown.get(&key("prefer")).map_or("", String::as_str));
+        if ips == [ip("198.51.100.10"), ip("2001:db8:2::10")] {
+            Ok(())
+        } else {
+            Err(format!("{shown:?}"))
+        }
+    })
+    .await;
+    wait_event(
+        &cp,
+        &key("prefer"),
+        "IPAllocated",
+        "Assigned 2001:db8:2::10 from pool dual",
+    )
+    .await;
+    let warnings: Vec<_> = controller_support::events(&cp)
+        .into_iter()
+        .filter(|e| e.object == format!("Service {}", key("prefer")) && e.type_ == "Warning")
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
