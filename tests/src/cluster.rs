@@ -32,7 +32,7 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts a cluster of `nodes` nodes whose pool is hosts 32–62 of the
-    /// LAN's IPv4 subnet and 2001:db8:100:<slot>::100–1ff.
+    /// LAN's IPv4 subnet and 2001:db8:100:<slot>::100–ffff.
     pub async fn start(nodes: usize) -> Cluster {
         let plane = ControlPlane::own().await;
         let client = plane.client().await;
@@ -52,7 +52,7 @@ impl Cluster {
             lan.v4(32),
             lan.v4(62),
             lan.v6(0x100),
-            lan.v6(0x1ff)
+            lan.v6(0xffff)
         );
         apply_config(&client, &config).await;
         let controller = Daemon::start(

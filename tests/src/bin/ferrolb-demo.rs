@@ -19,7 +19,7 @@ async fn main() {
         cluster.lan.v4(32),
         cluster.lan.v4(62),
         cluster.lan.v6(0x100),
-        cluster.lan.v6(0x1ff)
+        cluster.lan.v6(0xffff)
     );
     println!("== kubectl create service web (type LoadBalancer, dual-stack)");
     let lb = LoadBalancer::new("web").families("RequireDualStack", &["IPv4", "IPv6"]);
