@@ -418,6 +418,7 @@ pub async fn run(
     let (store, events_ctx) = (reader.clone(), ctx.clone());
     let services = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(forget_unread)
         .reflect(writer)
         .inspect_ok(move |event| release_deleted(&events_ctx, &store, event))
         .applied_objects();
@@ -431,6 +432,17 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// Drops what the controller never reads from the Services it keeps in
+/// memory: the managed-fields bookkeeping and kubectl's copy of the last
+/// applied manifest are most of a Service's size, and the store holds every
+/// Service of the cluster.
+fn forget_unread(service: &mut Service) {
+    service.managed_fields_mut().clear();
+    if let Some(annotations) = service.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 fn join(addresses: &[std::net::IpAddr]) -> String {
