@@ -43,6 +43,21 @@ async fn a_restarted_controller_moves_no_address_even_with_services_waiting() {
     let ns = namespace(&client, "restart").await;
     let key = |name: &str| format!("{ns}/{name}");
 
+    // The oldest Service, first in every list, cannot be served at first
+    // (its request does not parse); it will be waiting by the time of the
+    // crash, older than every Service holding an address.
+    create_all(
+        &client,
+        &ns,
+        vec![
+            LoadBalancer::new("aaa-oldest")
+                .annotation(IPS, "not-an-ip")
+                .build(),
+        ],
+    )
+    .await;
+    wait_event(&cp, &key("aaa-oldest"), "AllocationFailed", "not-an-ip").await;
+
     // Fill the pool, then leave Services waiting: one automatic, and one
     // asking for an address another Service holds.
     create_all(
@@ -82,6 +97,21 @@ async fn a_restarted_controller_moves_no_address_even_with_services_waiting() {
         &key("wants-held-1"),
         "AllocationFailed",
         "is in use by",
+    )
+    .await;
+    Api::<Service>::namespaced(client.clone(), &ns)
+        .patch(
+            "aaa-oldest",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "metadata": { "annotations": { IPS: null } } })),
+        )
+        .await
+        .expect("fix aaa-oldest's request");
+    wait_event(
+        &cp,
+        &key("aaa-oldest"),
+        "AllocationFailed",
+        "no auto-assign pool has a free",
     )
     .await;
 
