@@ -100,6 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         metrics.clone(),
         stop_answering.clone(),
     ));
+    let (renewing_tx, renewing_rx) = tokio::sync::watch::channel(false);
     let renewing = tokio::spawn({
         let (client, namespace, node, shutdown) = (
             client.clone(),
@@ -114,6 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &node,
                 cli.lease_duration,
                 cli.lease_renew,
+                renewing_tx,
                 shutdown,
             )
             .await
@@ -138,6 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         recorder,
         metrics,
         desired_tx,
+        renewing_rx,
         shutdown.clone(),
     ));
 

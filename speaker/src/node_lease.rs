@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -16,12 +17,19 @@ use crate::watch::{LEASE_LABEL, lease_name};
 
 /// Renews node `node`'s Lease every `renew` until `shutdown`; the Lease says
 /// it is valid for `duration`. API errors are retried at the next renewal.
+///
+/// `renewing` says whether this speaker can reach the API server: true after
+/// a renewal succeeds, false as soon as one fails (a request that hangs
+/// counts as failed after `renew`), which is well before any Lease seen at
+/// the same time could expire. A silent API server raises no watch error, so
+/// this is how the speaker learns that its view of the others is stale.
 pub async fn renew(
     client: Client,
     namespace: &str,
     node: &str,
     duration: Duration,
     renew: Duration,
+    renewing: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
     let leases = Api::<Lease>::namespaced(client, namespace);
@@ -47,17 +55,27 @@ pub async fn renew(
             }),
         };
         let params = PatchParams::apply("ferrolb-speaker").force();
-        match leases.patch(&name, &params, &Patch::Apply(&lease)).await {
-            Ok(_) if failing => {
-                info!(lease = %name, "renewing the lease again");
-                failing = false;
+        let apply = Patch::Apply(&lease);
+        let patch = leases.patch(&name, &params, &apply);
+        let outcome = match tokio::time::timeout(renew, patch).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {renew:?}")),
+        };
+        match outcome {
+            Ok(()) => {
+                if failing {
+                    info!(lease = %name, "renewing the lease again");
+                    failing = false;
+                }
+                renewing.send_if_modified(|ok| !std::mem::replace(ok, true));
             }
-            Ok(_) => {}
             Err(e) => {
                 if !failing {
                     warn!(lease = %name, error = %e, "cannot renew the lease; retrying");
                 }
                 failing = true;
+                renewing.send_if_modified(|ok| std::mem::replace(ok, false));
             }
         }
     }

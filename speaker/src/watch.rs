@@ -51,8 +51,8 @@ pub struct Settings {
     pub config_map: String,
 }
 
-/// How many watches feed the decisions.
-const ALL_SOURCES: usize = 5;
+/// How many sources feed the decisions: five watches and the own Lease.
+const ALL_SOURCES: usize = 6;
 
 /// Which watch a change came from; a failing one freezes decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -62,6 +62,8 @@ enum Source {
     Nodes,
     Leases,
     Config,
+    /// This speaker's own Lease renewals: the API server answers.
+    OwnLease,
 }
 
 /// Runs until `shutdown`, publishing this node's announcements on
@@ -72,6 +74,7 @@ pub async fn run(
     recorder: Recorder,
     metrics: Arc<Metrics>,
     announcements: watch::Sender<Announcements>,
+    mut renewing: watch::Receiver<bool>,
     shutdown: CancellationToken,
 ) {
     let (changes, mut changed) = mpsc::unbounded_channel::<(Source, bool)>();
@@ -142,21 +145,32 @@ pub async fn run(
                 }
             }
             () = expiry => {}
+            changed = renewing.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let ok = *renewing.borrow_and_update();
+                state.note(Source::OwnLease, ok);
+            }
         }
         let now = Instant::now();
         state.observe_leases(&leases.state(), now);
         state.observe_config(&config_maps.state());
         if state.synced.len() < ALL_SOURCES || !state.failing.is_empty() {
-            // The API server cannot be reached (or a watch is failing): what
-            // is announced keeps being announced, and no speaker is declared
-            // dead for lack of news.
+            // The API server cannot be reached (a watch fails, or this
+            // speaker's own Lease cannot be renewed): what is announced keeps
+            // being announced, and no speaker is declared dead for lack of
+            // news.
             next_expiry = None;
             continue;
         }
         let Some(config) = state.config.clone() else {
             continue;
         };
-        let live = state.liveness.live(now.into_std());
+        // This speaker renews its Lease (or it would be frozen above), so it
+        // is live whatever its own record, seen through the watch, says.
+        let mut live = state.liveness.live(now.into_std());
+        live.insert(state.settings.node.clone());
         next_expiry = state
             .liveness
             .next_expiry(now.into_std())

@@ -39,6 +39,16 @@ impl std::ops::Deref for OwnControlPlane {
     }
 }
 
+impl OwnControlPlane {
+    /// The process id of this instance's kube-apiserver (to freeze it).
+    pub fn api_server_pid(&self) -> u32 {
+        std::fs::read_to_string(self.run_dir.join("kube-apiserver.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .expect("kube-apiserver.pid in the run directory")
+    }
+}
+
 impl Drop for OwnControlPlane {
     fn drop(&mut self) {
         let _ = Command::new(script())

@@ -286,3 +286,57 @@ async fn with_no_eligible_node_nobody_answers_and_the_service_says_why() {
     )
     .await;
 }
+
+/// Resumes a stopped process when dropped, also if the test fails.
+struct Frozen(u32);
+
+impl Frozen {
+    fn stop(pid: u32) -> Frozen {
+        let status = std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .expect("kill -STOP");
+        assert!(status.success());
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_silent_api_server_leaves_the_announcements_as_they_are() {
+    let cluster = Cluster::start(2).await;
+    let svc = cluster.expose(LoadBalancer::new("web"), &[1, 2]).await;
+    let ip = ingress(&svc)[0];
+    let owner = owner_of(&cluster, ip).await;
+    let owner_mac = cluster.lan.node(owner).mac.to_lowercase();
+
+    // The API server stops answering without closing anything, as in a
+    // partition: no watch fails, news just stops coming. A speaker trusting
+    // its stale view would call the other dead after the 4 s lease and
+    // answer too; both must keep doing what they did.
+    let frozen = Frozen::stop(cluster.plane.api_server_pid());
+    let silence = std::time::Instant::now();
+    while silence.elapsed() < Duration::from_secs(10) {
+        let macs = answers(&cluster.lan.client, &ip.to_string());
+        assert_eq!(
+            macs,
+            vec![owner_mac.clone()],
+            "after {:?} of silence",
+            silence.elapsed()
+        );
+    }
+    drop(frozen);
+
+    assert_eq!(
+        owner_of(&cluster, ip).await,
+        owner,
+        "the owner is the same once the API server answers again"
+    );
+}
