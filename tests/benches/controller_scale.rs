@@ -54,30 +54,6 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Builds the release controller and returns its path beside this bench's
-/// executable (target/release/deps/<bench> -> target/release/).
-fn release_controller() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "ferrolb-controller",
-            "--bin",
-            "ferrolb-controller",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building the release controller failed");
-    let exe = std::env::current_exe().expect("bench executable path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("bench under target/release/deps")
-        .join("ferrolb-controller")
-}
-
 async fn readyz(addr: SocketAddr) -> Option<u16> {
     let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     stream
@@ -119,7 +95,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() {
     let count = env_number("FERROLB_BENCH_SERVICES", 10_000);
     let in_flight = env_number("FERROLB_BENCH_IN_FLIGHT", 16);
-    let controller_path = release_controller();
+    let controller_path = ferrolb_e2e::daemons::binary("ferrolb-controller");
     let cp = ControlPlane::own().await;
     let client = cp.client().await;
     apply_config(&client, CONFIG).await;
