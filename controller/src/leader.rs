@@ -13,6 +13,7 @@ use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// How long a Lease is valid, how often it is renewed or retried, and how
@@ -66,12 +67,22 @@ impl Elector {
         }
     }
 
-    /// Runs forever: `leading` is `true` exactly while this replica holds the
-    /// Lease. Returns only when leadership, once held, is lost: a replica that
-    /// lost it cannot tell what it missed, so the caller exits.
-    pub async fn run(mut self, leading: watch::Sender<bool>) {
+    /// Competes until `release`: `leading` is `true` exactly while this
+    /// replica holds the Lease. Returns [`Ended::Lost`] when leadership, once
+    /// held, could not be renewed in time (a replica that lost it cannot tell
+    /// what it missed, so the caller exits), or [`Ended::Released`] after
+    /// `release`, having handed a held Lease over so that another replica
+    /// takes it at its next try instead of after the lease duration.
+    pub async fn run(mut self, leading: watch::Sender<bool>, release: CancellationToken) -> Ended {
         let mut last_renewal: Option<Instant> = None;
         loop {
+            if release.is_cancelled() {
+                if last_renewal.is_some() {
+                    leading.send_replace(false);
+                    self.hand_over().await;
+                }
+                return Ended::Released;
+            }
             let now = Instant::now();
             match self.try_acquire_or_renew(now).await {
                 Ok(true) => {
@@ -89,9 +100,35 @@ impl Elector {
             {
                 warn!(lease = %self.name, identity = %self.identity, "could not renew the lease in time; stepping down");
                 leading.send_replace(false);
-                return;
+                return Ended::Lost;
             }
-            tokio::time::sleep(self.timing.retry_period).await;
+            tokio::select! {
+                () = tokio::time::sleep(self.timing.retry_period) => {}
+                () = release.cancelled() => {}
+            }
+        }
+    }
+
+    /// Empties the Lease's holder if this replica still holds it.
+    async fn hand_over(&self) {
+        let result = async {
+            let mut lease = self.leases.get(&self.name).await?;
+            let spec = lease.spec.get_or_insert_with(Default::default);
+            if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+                return Ok(());
+            }
+            spec.holder_identity = None;
+            self.leases
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+                .map(|_| ())
+        }
+        .await;
+        match result {
+            Ok(()) => info!(lease = %self.name, identity = %self.identity, "released the lease"),
+            Err(e) => {
+                warn!(lease = %self.name, error = %e, "could not release the lease; another replica takes over when it expires")
+            }
         }
     }
 
@@ -162,4 +199,13 @@ impl Elector {
             ..Default::default()
         }
     }
+}
+
+/// How [`Elector::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Leadership was held and could not be renewed in time.
+    Lost,
+    /// The caller asked to stop; a held Lease was handed over.
+    Released,
 }

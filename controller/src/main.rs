@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ferrolb_config::{Config, DEFAULT_CONFIGMAP_NAME, DEFAULT_NAMESPACE};
 use ferrolb_controller::allocator::Allocator;
-use ferrolb_controller::leader::{Elector, Timing};
+use ferrolb_controller::leader::{Elector, Ended, Timing};
 use ferrolb_controller::metrics::{self, Metrics};
 use ferrolb_controller::plan::Desire;
 use ferrolb_controller::reconcile::{self, Context, EventPublisher};
@@ -170,6 +170,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
 
     let (leading_tx, mut leading) = watch::channel(!args.leader_elect);
+    let release = CancellationToken::new();
     let mut lost_leadership = None;
     if args.leader_elect {
         let elector = Elector::new(
@@ -179,11 +180,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             &identity,
             Timing::default(),
         );
-        lost_leadership = Some(tokio::spawn(elector.run(leading_tx)));
+        lost_leadership = Some(tokio::spawn(elector.run(leading_tx, release.clone())));
         info!(identity = %identity, "waiting to lead");
         tokio::select! {
             _ = leading.wait_for(|leading| *leading) => {}
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => return step_down(lost_leadership, &release).await,
         }
     }
 
@@ -214,7 +215,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(configmap = %format!("{}/{}", args.namespace, args.config_map), "waiting for a valid config");
     tokio::select! {
         _ = config.wait_for(Option::is_some) => {}
-        _ = shutdown.cancelled() => return Ok(()),
+        _ = shutdown.cancelled() => return step_down(lost_leadership, &release).await,
     }
     let kept = reconcile::restore(&ctx)
         .await
@@ -228,19 +229,41 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let controller = reconcile::run(ctx, wake_rx, shutdown.clone());
     tokio::select! {
         _ = controller => {}
-        _ = async {
+        ended = async {
             match lost_leadership.as_mut() {
-                Some(task) => { let _ = task.await; }
+                Some(task) => task.await.unwrap_or(Ended::Lost),
                 None => std::future::pending().await,
             }
         } => {
             shutdown.cancel();
-            anyhow::bail!("lost leadership; exiting so that a restart starts from a clean state");
+            if ended == Ended::Lost {
+                anyhow::bail!("lost leadership; exiting so that a restart starts from a clean state");
+            }
+            lost_leadership = None;
         }
     }
+    // The controller has stopped allocating: only now hand the Lease over.
     shutdown.cancel();
+    step_down(lost_leadership, &release).await?;
     let _ = server.await;
     info!("stopped");
+    Ok(())
+}
+
+/// Releases the Lease if this replica holds it, waiting a few seconds at
+/// most for the API server.
+async fn step_down(
+    elector: Option<tokio::task::JoinHandle<Ended>>,
+    release: &CancellationToken,
+) -> anyhow::Result<()> {
+    release.cancel();
+    if let Some(task) = elector
+        && tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .is_err()
+    {
+        info!("the lease was not released in time; another replica takes over when it expires");
+    }
     Ok(())
 }
 

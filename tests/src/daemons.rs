@@ -92,6 +92,15 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// Asks it to stop (SIGTERM, as the kubelet does) and waits until it
+    /// has; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().is_ok_and(|s| s.success())
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -99,3 +99,66 @@ async fn one_replica_allocates_and_the_other_takes_over_when_it_dies() {
         "the takeover moved first"
     );
 }
+
+#[tokio::test]
+async fn a_leader_that_is_stopped_hands_the_lease_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::Api;
+    let cp = ControlPlane::own().await;
+    let client = cp.client().await;
+    apply_config(&client, CONFIG).await;
+    let mut replicas = [
+        Controller::start(&cp, "replica-a"),
+        Controller::start(&cp, "replica-b"),
+    ];
+    let leader = wait_for("one ready replica", Duration::from_secs(60), || async {
+        match [replicas[0].readyz().await, replicas[1].readyz().await] {
+            [Some(200), Some(503)] => Ok(0),
+            [Some(503), Some(200)] => Ok(1),
+            other => Err(format!("/readyz answers {other:?}")),
+        }
+    })
+    .await;
+    let standby = 1 - leader;
+
+    // A rolling update: the kubelet sends SIGTERM. The leader stops
+    // allocating, then empties the Lease, so the standby need not wait for
+    // it to expire.
+    assert!(replicas[leader].daemon.terminate(), "a clean stop exits 0");
+    assert!(
+        replicas[leader]
+            .daemon
+            .output()
+            .contains("released the lease"),
+        "{}",
+        replicas[leader].daemon.output()
+    );
+    let leases = Api::<Lease>::namespaced(client.clone(), "ferrolb-system");
+    let holder = wait_for(
+        "the standby to hold the Lease",
+        Duration::from_secs(30),
+        || async {
+            let lease = leases
+                .get("ferrolb-controller")
+                .await
+                .map_err(|e| e.to_string())?;
+            match lease.spec.and_then(|s| s.holder_identity) {
+                Some(h) if h == replicas[standby].identity => Ok(h),
+                other => Err(format!("holder {other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(holder, replicas[standby].identity);
+    wait_for(
+        "the standby to be ready",
+        Duration::from_secs(30),
+        || async {
+            match replicas[standby].readyz().await {
+                Some(200) => Ok(()),
+                other => Err(format!("/readyz answers {other:?}")),
+            }
+        },
+    )
+    .await;
+}
