@@ -210,6 +210,7 @@ pub async fn run(
                             service,
                             EventType::Normal,
                             "nodeAssigned",
+                            "Announce",
                             format!("announcing from node \"{owner}\""),
                         )
                         .await;
@@ -226,6 +227,7 @@ pub async fn run(
                                 service,
                                 EventType::Warning,
                                 "NoAnnouncingNode",
+                                reason.as_label(),
                                 format!("no node announces {shown}: {reason}"),
                             )
                             .await;
@@ -313,12 +315,24 @@ impl State {
         self.config_text = Some(data);
     }
 
-    async fn publish(&self, service: &Service, type_: EventType, reason: &str, note: String) {
+    /// Publishes an event. kube's recorder folds events with the same
+    /// type, reason, action and reporter into one series whatever their
+    /// note, so `action` must differ where the note's substance does: the
+    /// owner's name is in the reporter already (only the owner reports
+    /// `nodeAssigned`), and a no-announcer event carries its cause.
+    async fn publish(
+        &self,
+        service: &Service,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
             type_,
             reason: reason.into(),
             note: Some(note),
-            action: "Announce".into(),
+            action: action.into(),
             secondary: None,
         };
         if let Err(e) = self
