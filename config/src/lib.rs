@@ -31,6 +31,13 @@ pub use validate::{
 /// The ConfigMap ferrolb reads its pools from, unless told otherwise.
 pub const DEFAULT_CONFIGMAP_NAME: &str = "ferrolb-config";
 
+/// The ConfigMap in which the controller keeps the last config it accepted
+/// from ConfigMap `name`: a controller or speaker that starts while `name`
+/// holds an invalid config serves this one instead of nothing.
+pub fn last_good_configmap(name: &str) -> String {
+    format!("{name}-last-good")
+}
+
 /// The namespace of that ConfigMap, unless told otherwise.
 pub const DEFAULT_NAMESPACE: &str = "ferrolb-system";
 

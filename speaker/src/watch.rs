@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolb_config::request::{self, Served};
-use ferrolb_config::{Config, ServiceKey};
+use ferrolb_config::{Config, ServiceKey, last_good_configmap};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
@@ -51,8 +51,8 @@ pub struct Settings {
     pub config_map: String,
 }
 
-/// How many sources feed the decisions: five watches and the own Lease.
-const ALL_SOURCES: usize = 6;
+/// How many sources feed the decisions: six watches and the own Lease.
+const ALL_SOURCES: usize = 7;
 
 /// Which watch a change came from; a failing one freezes decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -62,6 +62,8 @@ enum Source {
     Nodes,
     Leases,
     Config,
+    /// The controller's copy of the last config it accepted.
+    LastGoodConfig,
     /// This speaker's own Lease renewals: the API server answers.
     OwnLease,
 }
@@ -114,6 +116,16 @@ pub async fn run(
         &changes,
         &shutdown,
     );
+    let last_good = reflect::<ConfigMap>(
+        Api::namespaced(client.clone(), &settings.namespace),
+        watcher::Config::default().fields(&format!(
+            "metadata.name={}",
+            last_good_configmap(&settings.config_map)
+        )),
+        Source::LastGoodConfig,
+        &changes,
+        &shutdown,
+    );
 
     let mut state = State {
         settings,
@@ -155,7 +167,7 @@ pub async fn run(
         }
         let now = Instant::now();
         state.observe_leases(&leases.state(), now);
-        state.observe_config(&config_maps.state());
+        state.observe_config(&config_maps.state(), &last_good.state());
         if state.synced.len() < ALL_SOURCES || !state.failing.is_empty() {
             // The API server cannot be reached (a watch fails, or this
             // speaker's own Lease cannot be renewed): what is announced keeps
@@ -296,23 +308,32 @@ impl State {
         }
     }
 
-    fn observe_config(&mut self, config_maps: &[Arc<ConfigMap>]) {
-        let Some(data) = config_maps.first().and_then(|cm| cm.data.clone()) else {
-            return;
-        };
-        if self.config_text.as_ref() == Some(&data) {
-            return;
-        }
-        match Config::from_configmap_data(&data) {
-            Ok(validated) => {
-                info!(pools = validated.config.pools.len(), "config applied");
-                self.config = Some(Arc::new(validated.config));
+    /// Follows the operator's ConfigMap; while it is invalid the config in
+    /// force stays, and a speaker that starts with no config in force (a
+    /// restart after a bad edit) takes the controller's last good copy.
+    fn observe_config(&mut self, config_maps: &[Arc<ConfigMap>], last_good: &[Arc<ConfigMap>]) {
+        let data = config_maps.first().and_then(|cm| cm.data.clone());
+        if let Some(data) = data
+            && self.config_text.as_ref() != Some(&data)
+        {
+            match Config::from_configmap_data(&data) {
+                Ok(validated) => {
+                    info!(pools = validated.config.pools.len(), "config applied");
+                    self.config = Some(Arc::new(validated.config));
+                }
+                Err(errors) => {
+                    warn!("config rejected; the last good config keeps serving:\n{errors}");
+                }
             }
-            Err(errors) => {
-                warn!("config rejected; the last good config keeps serving:\n{errors}");
-            }
+            self.config_text = Some(data);
         }
-        self.config_text = Some(data);
+        if self.config.is_none()
+            && let Some(data) = last_good.first().and_then(|cm| cm.data.clone())
+            && let Ok(validated) = Config::from_configmap_data(&data)
+        {
+            warn!("serving the controller's last good config until the ConfigMap is fixed");
+            self.config = Some(Arc::new(validated.config));
+        }
     }
 
     /// Publishes an event. kube's recorder folds events with the same

@@ -44,6 +44,7 @@ async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_do
         ("watch", "configmaps", ns),
         ("update", "leases.coordination.k8s.io", ns),
         ("create", "leases.coordination.k8s.io", ns),
+        ("patch", "configmaps", ns),
     ] {
         assert!(
             can("controller", verb, resource, namespace),
@@ -66,6 +67,7 @@ async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_do
     }
     // Least privilege: no writes outside what each needs.
     assert!(!can("speaker", "patch", "services/status", Some("default")));
+    assert!(!can("speaker", "patch", "configmaps", ns));
     assert!(!can("controller", "update", "nodes", None));
     assert!(!can("controller", "watch", "configmaps", Some("default")));
     assert!(!can(

@@ -340,3 +340,48 @@ async fn a_silent_api_server_leaves_the_announcements_as_they_are() {
         "the owner is the same once the API server answers again"
     );
 }
+
+#[tokio::test]
+async fn a_restart_while_the_config_is_invalid_keeps_serving_the_last_good_one() {
+    let mut cluster = Cluster::start(2).await;
+    let svc = cluster.expose(LoadBalancer::new("web"), &[1, 2]).await;
+    let ip = ingress(&svc)[0];
+    owner_of(&cluster, ip).await;
+
+    // A bad edit, then every ferrolb process restarts (a node reboot, a
+    // rolling update): none of them has a config in memory any more.
+    ferrolb_e2e::objects::apply_config(
+        &cluster.client,
+        "address-pools:\n- name: lan\n  adresses: []\n",
+    )
+    .await;
+    cluster.kill_speaker(1);
+    cluster.kill_speaker(2);
+    cluster.controller.kill();
+    cluster.controller = ferrolb_e2e::Daemon::start(
+        "ferrolb-controller",
+        &["--metrics-address", "127.0.0.1:0"],
+        &cluster.plane,
+        None,
+    );
+    for i in 1..=2 {
+        cluster.speakers[i - 1] = Some(ferrolb_e2e::cluster::start_speaker(
+            &cluster.plane,
+            cluster.lan.node(i),
+            i,
+        ));
+    }
+
+    // The address is still answered by one node, and the controller still
+    // allocates from the last good pools.
+    owner_of(&cluster, ip).await;
+    let second = cluster.expose(LoadBalancer::new("second"), &[1]).await;
+    let second_ip = ingress(&second)[0];
+    assert_ne!(second_ip, ip);
+    assert!(
+        cluster
+            .controller
+            .output()
+            .contains("serving the last good config")
+    );
+}
