@@ -44,6 +44,23 @@ async fn owner_of(cluster: &Cluster, ip: IpAddr) -> usize {
     .await
 }
 
+/// Waits until nobody answers for `ip` from the client.
+async fn no_answer(cluster: &Cluster, ip: IpAddr) {
+    wait_for(
+        &format!("no answer for {ip}"),
+        Duration::from_secs(10),
+        || async {
+            let macs = answers(&cluster.lan.client, &ip.to_string());
+            if macs.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{macs:?}"))
+            }
+        },
+    )
+    .await;
+}
+
 fn speaker_metric(ns: &Netns, name: &str) -> String {
     let out = ns.exec("curl", &["-s", "http://127.0.0.1:7473/metrics"]);
     String::from_utf8_lossy(&out.stdout)
@@ -146,19 +163,7 @@ async fn one_node_answers_arp_and_ndp_and_carries_the_traffic() {
         .await
         .expect("delete Service");
     for ip in &ips {
-        wait_for(
-            &format!("no answer for {ip}"),
-            Duration::from_secs(10),
-            || async {
-                let macs = answers(&cluster.lan.client, &ip.to_string());
-                if macs.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("{macs:?}"))
-                }
-            },
-        )
-        .await;
+        no_answer(&cluster, *ip).await;
     }
 }
 
@@ -250,19 +255,7 @@ async fn with_no_eligible_node_nobody_answers_and_the_service_says_why() {
             .await
             .expect("label node");
     }
-    wait_for(
-        &format!("no answer for {ip}"),
-        Duration::from_secs(10),
-        || async {
-            let macs = answers(&cluster.lan.client, &ip.to_string());
-            if macs.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("{macs:?}"))
-            }
-        },
-    )
-    .await;
+    no_answer(&cluster, ip).await;
     wait_for(
         "the NoAnnouncingNode event",
         Duration::from_secs(10),
