@@ -67,6 +67,9 @@ struct RunArgs {
     identity: Option<String>,
 }
 
+/// How long a stopping controller lets in-flight reconciles finish.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `EX_USAGE`: bad flags or a file that could not be read.
 const EXIT_USAGE: u8 = 64;
 
@@ -227,8 +230,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     metrics.set_ready(true);
 
     let controller = reconcile::run(ctx, wake_rx, shutdown.clone());
+    tokio::pin!(controller);
     tokio::select! {
-        _ = controller => {}
+        _ = &mut controller => {}
+        _ = shutdown.cancelled() => {
+            // In-flight reconciles finish within the grace period; kube's
+            // controller can also wait for ever for a store that a stop
+            // right after start left unsynced, so the wait is bounded.
+            if tokio::time::timeout(DRAIN_GRACE, &mut controller).await.is_err() {
+                info!(grace = ?DRAIN_GRACE, "reconciles did not finish in time; stopping anyway");
+            }
+        }
         ended = async {
             match lost_leadership.as_mut() {
                 Some(task) => task.await.unwrap_or(Ended::Lost),
