@@ -12,10 +12,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use controller_support::{
-    Controller, PATIENCE, addresses, create_all, events, external_ips, requesting, wait_event,
+    Controller, PATIENCE, addresses, configured, create_all, events, external_ips, requesting,
+    wait_event,
 };
-use ferrolb_e2e::objects::{LoadBalancer, apply_config, namespace};
-use ferrolb_e2e::{ControlPlane, wait_for};
+use ferrolb_e2e::objects::{LoadBalancer, namespace};
+use ferrolb_e2e::wait_for;
 use k8s_openapi::api::core::v1::Service;
 
 const CONFIG: &str = "\
@@ -81,9 +82,7 @@ fn sharing_of(service: &Service) -> (Option<String>, BTreeSet<(i32, String)>) {
 
 #[tokio::test]
 async fn every_service_gets_the_address_the_rules_give_it_and_none_is_handed_out_twice() {
-    let cp = ControlPlane::own().await;
-    let client = cp.client().await;
-    apply_config(&client, CONFIG).await;
+    let (cp, client) = configured(CONFIG).await;
     let controller = Controller::start(&cp, "allocates");
     let ns = namespace(&client, "alloc").await;
     let key = |name: &str| format!("{ns}/{name}");

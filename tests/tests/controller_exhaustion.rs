@@ -9,9 +9,10 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use controller_support::{
-    Controller, PATIENCE, create_all, external_ips, service_events, wait_allocated, wait_event,
+    Controller, PATIENCE, configured, create_all, external_ips, service_events, wait_allocated,
+    wait_event,
 };
-use ferrolb_e2e::objects::{LoadBalancer, apply_config, namespace};
+use ferrolb_e2e::objects::{LoadBalancer, namespace};
 use ferrolb_e2e::{ControlPlane, wait_for};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -30,9 +31,7 @@ fn ip(s: &str) -> IpAddr {
 
 #[tokio::test]
 async fn a_full_pool_leaves_services_pending_until_an_address_is_freed() {
-    let cp = ControlPlane::own().await;
-    let client = cp.client().await;
-    apply_config(&client, CONFIG).await;
+    let (cp, client) = configured(CONFIG).await;
     let controller = Controller::start(&cp, "exhaustion");
     let ns = namespace(&client, "full").await;
     let key = |name: &str| format!("{ns}/{name}");
@@ -199,9 +198,7 @@ fn addr(cp: &ControlPlane, key: &str) -> IpAddr {
 
 #[tokio::test]
 async fn a_service_of_another_class_is_never_given_an_address() {
-    let cp = ControlPlane::own().await;
-    let client = cp.client().await;
-    apply_config(&client, CONFIG).await;
+    let (cp, client) = configured(CONFIG).await;
     let _controller = Controller::start(&cp, "classes");
     let ns = namespace(&client, "class").await;
     let key = |name: &str| format!("{ns}/{name}");
@@ -289,9 +286,7 @@ address-pools:
 
 #[tokio::test]
 async fn a_prefer_dual_stack_service_gains_its_second_family_when_one_is_freed() {
-    let cp = ControlPlane::own().await;
-    let client = cp.client().await;
-    apply_config(&client, DUAL).await;
+    let (cp, client) = configured(DUAL).await;
     let _controller = Controller::start(&cp, "dual");
     let ns = namespace(&client, "dual").await;
     let key = |name: &str| format!("{ns}/{name}");

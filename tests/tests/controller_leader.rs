@@ -7,9 +7,11 @@ mod controller_support;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use controller_support::{Controller, create_all, service_events, wait_allocated, wait_event};
-use ferrolb_e2e::objects::{LoadBalancer, apply_config, namespace};
-use ferrolb_e2e::{ControlPlane, wait_for};
+use controller_support::{
+    Controller, configured, create_all, service_events, wait_allocated, wait_event,
+};
+use ferrolb_e2e::objects::{LoadBalancer, namespace};
+use ferrolb_e2e::wait_for;
 
 const CONFIG: &str = "\
 address-pools:
@@ -19,15 +21,26 @@ address-pools:
   - 198.51.100.10-198.51.100.20
 ";
 
+/// Waits until exactly one replica is ready (the other's `/readyz` answers
+/// 503 while it waits to lead) and returns its index.
+async fn the_leader(replicas: &[Controller; 2]) -> usize {
+    wait_for("one ready replica", Duration::from_secs(60), || async {
+        match [replicas[0].readyz().await, replicas[1].readyz().await] {
+            [Some(200), Some(503)] => Ok(0),
+            [Some(503), Some(200)] => Ok(1),
+            other => Err(format!("/readyz answers {other:?}")),
+        }
+    })
+    .await
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("an IP address")
 }
 
 #[tokio::test]
 async fn one_replica_allocates_and_the_other_takes_over_when_it_dies() {
-    let cp = ControlPlane::own().await;
-    let client = cp.client().await;
-    apply_config(&client, CONFIG).await;
+    let (cp, client) = configured(CONFIG).await;
     let mut replicas = [
         Controller::start(&cp, "replica-a"),
         Controller::start(&cp, "replica-b"),
@@ -36,15 +49,7 @@ async fn one_replica_allocates_and_the_other_takes_over_when_it_dies() {
     let key = |name: &str| format!("{ns}/{name}");
 
     // One becomes ready; the other stays unready while it waits to lead.
-    let leader = wait_for("one ready replica", Duration::from_secs(60), || async {
-        let codes = [replicas[0].readyz().await, replicas[1].readyz().await];
-        match codes {
-            [Some(200), Some(503)] => Ok(0),
-            [Some(503), Some(200)] => Ok(1),
-            other => Err(format!("/readyz answers {other:?}")),
-        }
-    })
-    .await;
+    let leader = the_leader(&replicas).await;
     let standby = 1 - leader;
 
     create_all(&client, &ns, vec![LoadBalancer::new("first").build()]).await;
@@ -104,21 +109,12 @@ async fn one_replica_allocates_and_the_other_takes_over_when_it_dies() {
 async fn a_leader_that_is_stopped_hands_the_lease_over() {
     use k8s_openapi::api::coordination::v1::Lease;
     use kube::api::Api;
-    let cp = ControlPlane::own().await;
-    let client = cp.client().await;
-    apply_config(&client, CONFIG).await;
+    let (cp, client) = configured(CONFIG).await;
     let mut replicas = [
         Controller::start(&cp, "replica-a"),
         Controller::start(&cp, "replica-b"),
     ];
-    let leader = wait_for("one ready replica", Duration::from_secs(60), || async {
-        match [replicas[0].readyz().await, replicas[1].readyz().await] {
-            [Some(200), Some(503)] => Ok(0),
-            [Some(503), Some(200)] => Ok(1),
-            other => Err(format!("/readyz answers {other:?}")),
-        }
-    })
-    .await;
+    let leader = the_leader(&replicas).await;
     let standby = 1 - leader;
 
     // A rolling update: the kubelet sends SIGTERM. The leader stops

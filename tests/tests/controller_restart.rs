@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use controller_support::{
-    Controller, EventRow, PATIENCE, create_all, events, external_ips, temp_file, wait_allocated,
-    wait_event,
+    Controller, EventRow, PATIENCE, configured, create_all, events, external_ips, temp_file,
+    wait_allocated, wait_event,
 };
 use ferrolb_e2e::daemons::binary;
 use ferrolb_e2e::objects::{LoadBalancer, apply_config, namespace};
@@ -36,9 +36,7 @@ address-pools:
 
 #[tokio::test]
 async fn a_restarted_controller_moves_no_address_even_with_services_waiting() {
-    let cp = ControlPlane::own().await;
-    let client = cp.client().await;
-    apply_config(&client, FULL).await;
+    let (cp, client) = configured(FULL).await;
     let mut controller = Controller::start(&cp, "restart");
     let ns = namespace(&client, "restart").await;
     let key = |name: &str| format!("{ns}/{name}");
@@ -200,9 +198,7 @@ address-pools:
 
 #[tokio::test]
 async fn a_refused_config_keeps_every_address_and_a_shrunk_pool_moves_only_who_is_outside() {
-    let cp = ControlPlane::own().await;
-    let client = cp.client().await;
-    apply_config(&client, GOOD).await;
+    let (cp, client) = configured(GOOD).await;
     let controller = Controller::start(&cp, "config");
     let ns = namespace(&client, "config").await;
     let key = |name: &str| format!("{ns}/{name}");

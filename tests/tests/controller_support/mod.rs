@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use ferrolb_e2e::control_plane::OwnControlPlane;
+use ferrolb_e2e::objects::apply_config;
 use ferrolb_e2e::{ControlPlane, Daemon, wait_for};
 use k8s_openapi::api::core::v1::Service;
 use kube::Client;
@@ -17,6 +19,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a scenario waits for the controller to act. Generous: the tests
 /// share two cores with builds and with each other's control planes.
+/// A private control plane holding ferrolb's ConfigMap with `config`, and
+/// an admin client for it.
+pub async fn configured(config: &str) -> (OwnControlPlane, Client) {
+    let cp = ControlPlane::own().await;
+    let client = cp.client().await;
+    apply_config(&client, config).await;
+    (cp, client)
+}
+
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A running `ferrolb-controller` and where its endpoints are.
