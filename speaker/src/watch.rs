@@ -310,29 +310,28 @@ impl State {
 
     /// Follows the operator's ConfigMap; while it is invalid the config in
     /// force stays, and a speaker that starts with no config in force (a
-    /// restart after a bad edit) takes the controller's last good copy.
+    /// restart after a bad edit) takes the controller's last good copy —
+    /// but only once the ConfigMap watch has listed: before that, "no
+    /// ConfigMap" means "not arrived yet", not "missing".
     fn observe_config(&mut self, config_maps: &[Arc<ConfigMap>], last_good: &[Arc<ConfigMap>]) {
-        let data = config_maps.first().and_then(|cm| cm.data.clone());
-        if let Some(data) = data
-            && self.config_text.as_ref() != Some(&data)
-        {
-            match Config::from_configmap_data(&data) {
-                Ok(validated) => {
-                    info!(pools = validated.config.pools.len(), "config applied");
-                    self.config = Some(Arc::new(validated.config));
-                }
-                Err(errors) => {
+        let changes = next_config(
+            &mut self.config,
+            &mut self.config_text,
+            self.synced.contains(&Source::Config),
+            config_maps.first().and_then(|cm| cm.data.as_ref()),
+            last_good.first().and_then(|cm| cm.data.as_ref()),
+        );
+        for change in changes {
+            match change {
+                ConfigChange::Applied { pools } => info!(pools, "config applied"),
+                ConfigChange::Rejected(errors) => {
                     warn!("config rejected; the last good config keeps serving:\n{errors}");
                 }
+                ConfigChange::FellBack { missing } => warn!(
+                    configmap = if missing { "missing" } else { "invalid" },
+                    "serving the controller's last good config until the ConfigMap is fixed"
+                ),
             }
-            self.config_text = Some(data);
-        }
-        if self.config.is_none()
-            && let Some(data) = last_good.first().and_then(|cm| cm.data.clone())
-            && let Ok(validated) = Config::from_configmap_data(&data)
-        {
-            warn!("serving the controller's last good config until the ConfigMap is fixed");
-            self.config = Some(Arc::new(validated.config));
         }
     }
 
@@ -364,6 +363,57 @@ impl State {
             warn!(reason, error = %e, "could not publish event");
         }
     }
+}
+
+/// What one look at the ConfigMaps changed in the config in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ConfigChange {
+    /// The operator's ConfigMap was valid and is now in force.
+    Applied { pools: usize },
+    /// The operator's ConfigMap is invalid; the config in force stays.
+    Rejected(String),
+    /// No config was in force and the operator's ConfigMap, listed, is
+    /// missing or invalid: the controller's last good copy is now in force.
+    FellBack { missing: bool },
+}
+
+/// Updates `config` (and the text it came from) from the operator's
+/// ConfigMap data and the controller's last good copy. `listed` says
+/// whether the operator's ConfigMap watch has completed its first list: only
+/// then does an absent ConfigMap mean it is missing.
+fn next_config(
+    config: &mut Option<Arc<Config>>,
+    text: &mut Option<BTreeMap<String, String>>,
+    listed: bool,
+    operator: Option<&BTreeMap<String, String>>,
+    last_good: Option<&BTreeMap<String, String>>,
+) -> Vec<ConfigChange> {
+    let mut changes = Vec::new();
+    if let Some(data) = operator
+        && text.as_ref() != Some(data)
+    {
+        match Config::from_configmap_data(data) {
+            Ok(validated) => {
+                changes.push(ConfigChange::Applied {
+                    pools: validated.config.pools.len(),
+                });
+                *config = Some(Arc::new(validated.config));
+            }
+            Err(errors) => changes.push(ConfigChange::Rejected(errors.to_string())),
+        }
+        *text = Some(data.clone());
+    }
+    if config.is_none()
+        && listed
+        && let Some(data) = last_good
+        && let Ok(validated) = Config::from_configmap_data(data)
+    {
+        changes.push(ConfigChange::FellBack {
+            missing: operator.is_none(),
+        });
+        *config = Some(Arc::new(validated.config));
+    }
+    changes
 }
 
 /// Starts a reflector for `api`, reporting every change (and whether the
@@ -497,4 +547,80 @@ fn node_views(nodes: &[Arc<Node>]) -> Vec<NodeView> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(yaml: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("config".to_owned(), yaml.to_owned())])
+    }
+
+    const VALID: &str = "address-pools:\n- name: lan\n  protocol: layer2\n  addresses: [198.51.100.0/24]\n";
+    const LAST_GOOD: &str = "address-pools:\n- name: old\n  protocol: layer2\n  addresses: [203.0.113.0/24]\n";
+    const INVALID: &str = "address-pools:\n- name: lan\n  adresses: []\n";
+
+    /// Replays one speaker start: the controller's last good copy is listed
+    /// first, the operator's ConfigMap `delay` looks later (its watch not
+    /// yet listed), then it arrives with `operator`.
+    fn start(delay: usize, operator: Option<&str>) -> (Option<Arc<Config>>, Vec<ConfigChange>) {
+        let (mut config, mut text) = (None, None);
+        let last_good = data(LAST_GOOD);
+        let mut changes = Vec::new();
+        for _ in 0..delay {
+            changes.extend(next_config(
+                &mut config,
+                &mut text,
+                false,
+                None,
+                Some(&last_good),
+            ));
+        }
+        let operator = operator.map(data);
+        changes.extend(next_config(
+            &mut config,
+            &mut text,
+            true,
+            operator.as_ref(),
+            Some(&last_good),
+        ));
+        (config, changes)
+    }
+
+    #[test]
+    fn a_valid_configmap_that_arrives_late_never_falls_back() {
+        for delay in 0..30 {
+            let (config, changes) = start(delay, Some(VALID));
+            assert_eq!(changes, vec![ConfigChange::Applied { pools: 1 }], "delay {delay}");
+            assert_eq!(config.unwrap().pools[0].name.to_string(), "lan");
+        }
+    }
+
+    #[test]
+    fn a_configmap_missing_after_its_first_list_falls_back_to_the_last_good_one() {
+        let (config, changes) = start(3, None);
+        assert_eq!(changes, vec![ConfigChange::FellBack { missing: true }]);
+        assert_eq!(config.unwrap().pools[0].name.to_string(), "old");
+    }
+
+    #[test]
+    fn an_invalid_configmap_is_rejected_and_the_last_good_one_serves() {
+        let (config, changes) = start(2, Some(INVALID));
+        assert!(matches!(changes[0], ConfigChange::Rejected(_)), "{changes:?}");
+        assert_eq!(changes[1], ConfigChange::FellBack { missing: false });
+        assert_eq!(config.unwrap().pools[0].name.to_string(), "old");
+    }
+
+    #[test]
+    fn an_invalid_edit_keeps_the_config_in_force_without_falling_back() {
+        let (mut config, mut text) = (None, None);
+        let last_good = data(LAST_GOOD);
+        let valid = data(VALID);
+        next_config(&mut config, &mut text, true, Some(&valid), Some(&last_good));
+        let invalid = data(INVALID);
+        let changes = next_config(&mut config, &mut text, true, Some(&invalid), Some(&last_good));
+        assert!(matches!(changes.as_slice(), [ConfigChange::Rejected(_)]), "{changes:?}");
+        assert_eq!(config.unwrap().pools[0].name.to_string(), "lan");
+    }
 }
