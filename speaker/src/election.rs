@@ -528,12 +528,9 @@ impl Rankings {
         let outcome = if owner == me {
             Outcome::Owner
         } else {
-            let mine = self
-                .ids
-                .get(me)
-                .map_or(Err(Ineligible::Unknown), |&id| {
-                    self.eligibility_of(id, service, endpoint_nodes)
-                });
+            let mine = self.ids.get(me).map_or(Err(Ineligible::Unknown), |&id| {
+                self.eligibility_of(id, service, endpoint_nodes)
+            });
             Outcome::NotOwner(match mine {
                 Ok(()) => Reason::Outranked,
                 Err(why) => Reason::Ineligible(why),
@@ -1033,7 +1030,12 @@ mod tests {
         let svc = service(V4);
         let none = BTreeSet::new();
         let first = rankings.elect(&svc, &none, "").owner.unwrap();
-        assert_eq!(first, elect(&svc, &candidates_of(&nodes, &none), "").owner.unwrap());
+        assert_eq!(
+            first,
+            elect(&svc, &candidates_of(&nodes, &none), "")
+                .owner
+                .unwrap()
+        );
         // Kill the best TOP nodes one after another: each time only the
         // dead owner's address is named, and the result is elect's.
         for _ in 0..TOP + 2 {
@@ -1058,7 +1060,10 @@ mod tests {
             Outcome::Owner
         );
         assert_eq!(
-            rankings.elect(&service(V6), &none, "node4").owner.as_deref(),
+            rankings
+                .elect(&service(V6), &none, "node4")
+                .owner
+                .as_deref(),
             Some("node3")
         );
         rankings.set_live("node3", false);

@@ -146,6 +146,9 @@ pub enum Claimant {
     /// The leaving speaker answers on purpose until the new owner has
     /// announced, so no client loses a packet; not a conflict.
     Handover,
+    /// Another interface of this very node announcing the same address on
+    /// the same LAN: not a conflict.
+    ThisNode,
     /// A station that is no ferrolb speaker: an IP conflict, for the
     /// operator to resolve.
     Foreign,
@@ -157,6 +160,7 @@ impl Claimant {
         match self {
             Claimant::Speaker => "split_brain",
             Claimant::Handover => "handover",
+            Claimant::ThisNode => "this_node",
             Claimant::Foreign => "ip_conflict",
         }
     }
@@ -164,24 +168,36 @@ impl Claimant {
 
 /// The MACs of the ferrolb speakers on the LAN, each published by its
 /// speaker on its node Lease, and which of them are leaving.
+///
+/// Why a released Lease marks a handover: a speaker releases its Lease only
+/// on a clean stop, just before the others take its addresses over, and it
+/// keeps answering for a short, bounded time after that so no client loses a
+/// packet. A speaker that crashes or is cut off never releases it, so its
+/// frames keep counting as a split brain; a foreign MAC was never published,
+/// so it always counts as a conflict.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Speakers {
-    /// MACs of speakers that announce (their Lease is held).
+    /// MACs of this node's own announcing interfaces.
+    pub own: BTreeSet<MacAddr>,
+    /// MACs of other speakers that announce (their Lease is held).
     pub present: BTreeSet<MacAddr>,
-    /// MACs of speakers that left within the handover grace (their Lease
-    /// was released on a clean stop).
+    /// MACs of speakers that released their Lease within the handover grace.
     pub leaving: BTreeSet<MacAddr>,
-    /// This speaker is stopping: it hands its addresses over, so every
-    /// speaker claiming them is expected.
-    pub me_leaving: bool,
 }
 
 impl Speakers {
-    /// Who `mac`, claiming an address this node announces, is.
-    pub fn claimant(&self, mac: MacAddr) -> Claimant {
-        let speaker = self.present.contains(&mac);
-        let leaving = self.leaving.contains(&mac);
-        match (speaker || leaving, leaving || self.me_leaving) {
+    /// Who `mac`, claiming an address this node announces, is; `me_leaving`
+    /// says this speaker is stopping and handing its addresses over, so any
+    /// speaker claiming them is expected.
+    pub fn claimant(&self, mac: MacAddr, me_leaving: bool) -> Claimant {
+        if self.own.contains(&mac) {
+            return Claimant::ThisNode;
+        }
+        let leaving = self.leaving.contains(&mac) && !self.present.contains(&mac);
+        match (
+            self.present.contains(&mac) || leaving,
+            leaving || me_leaving,
+        ) {
             (true, true) => Claimant::Handover,
             (true, false) => Claimant::Speaker,
             (false, _) => Claimant::Foreign,
@@ -409,7 +425,11 @@ fn is_station(mac: MacAddr) -> bool {
 /// ARP packet with that sender IP, an ARP probe for it (another host
 /// probing at the same time), a Neighbor Advertisement for it, or a DAD
 /// probe for it. Our own frames never count.
-pub fn probe_conflict(frame: &[u8], iface: &Interface, probed: &OwnedAddresses) -> Option<Conflict> {
+pub fn probe_conflict(
+    frame: &[u8],
+    iface: &Interface,
+    probed: &OwnedAddresses,
+) -> Option<Conflict> {
     match Frame::parse(frame).ok()? {
         Frame::Arp(arp) => {
             if arp.ethernet.source == iface.mac || arp.sender_mac == iface.mac {
@@ -441,7 +461,7 @@ pub fn probe_conflict(frame: &[u8], iface: &Interface, probed: &OwnedAddresses) 
                 }
                 NdpMessage::NeighborSolicit { .. } => ndp.source.is_unspecified(),
             };
-            (claims && probed.contains(IpAddr::V6(target))).then(|| Conflict {
+            (claims && probed.contains(IpAddr::V6(target))).then_some(Conflict {
                 address: IpAddr::V6(target),
                 mac: match ndp.message {
                     NdpMessage::NeighborAdvert {
@@ -905,18 +925,55 @@ mod tests {
         let mut speakers = Speakers::default();
         speakers.present.insert(mac(MAC_B));
         speakers.leaving.insert(mac(MAC_B2));
+        speakers.own.insert(mac([2, 0, 0, 0, 0, 1]));
         let cases = [
-            ("a present speaker also announcing is a split brain", MAC_B, false, Claimant::Speaker),
-            ("a speaker that released its Lease hands over", MAC_B2, false, Claimant::Handover),
-            ("a MAC no speaker published is foreign", MAC_A, false, Claimant::Foreign),
-            ("while this speaker leaves, a speaker taking over is expected", MAC_B, true, Claimant::Handover),
-            ("while this speaker leaves, a foreign MAC is still foreign", MAC_A, true, Claimant::Foreign),
+            (
+                "a present speaker also announcing is a split brain",
+                MAC_B,
+                false,
+                Claimant::Speaker,
+            ),
+            (
+                "a speaker that released its Lease hands over",
+                MAC_B2,
+                false,
+                Claimant::Handover,
+            ),
+            (
+                "a MAC no speaker published is foreign",
+                MAC_A,
+                false,
+                Claimant::Foreign,
+            ),
+            (
+                "while this speaker leaves, a speaker taking over is expected",
+                MAC_B,
+                true,
+                Claimant::Handover,
+            ),
+            (
+                "while this speaker leaves, a foreign MAC is still foreign",
+                MAC_A,
+                true,
+                Claimant::Foreign,
+            ),
+            (
+                "another interface of this node is no conflict",
+                [2, 0, 0, 0, 0, 1],
+                false,
+                Claimant::ThisNode,
+            ),
         ];
         for (desc, claimant, me_leaving, expected) in cases {
-            speakers.me_leaving = me_leaving;
-            assert_eq!(speakers.claimant(mac(claimant)), expected, "{desc}");
+            assert_eq!(
+                speakers.claimant(mac(claimant), me_leaving),
+                expected,
+                "{desc}"
+            );
         }
-        assert_ne!(Claimant::Speaker.as_label(), Claimant::Foreign.as_label());
+        // A speaker that left and came back (a new Lease) is present again.
+        speakers.present.insert(mac(MAC_B2));
+        assert_eq!(speakers.claimant(mac(MAC_B2), false), Claimant::Speaker);
     }
 
     #[test]
@@ -930,25 +987,35 @@ mod tests {
         assert_eq!(arp.ethernet.destination, MacAddr::broadcast());
         assert_eq!(arp.target_mac, MacAddr::zero());
         // The owner of the address defends it with a reply to the prober.
-        let Verdict::Reply(reply) = respond(&arp.to_vec(), &iface(MAC_B), &owned(&["198.51.100.2"]))
+        let Verdict::Reply(reply) =
+            respond(&arp.to_vec(), &iface(MAC_B), &owned(&["198.51.100.2"]))
         else {
             panic!("the probe is answered by the owner");
         };
         let probed = owned(&["198.51.100.2"]);
         assert_eq!(
             probe_conflict(&reply.to_vec(), &iface(MAC_A), &probed),
-            Some(Conflict { address: ip, mac: mac(MAC_B) })
+            Some(Conflict {
+                address: ip,
+                mac: mac(MAC_B)
+            })
         );
         // A gratuitous ARP for it, and another host probing it at the same
         // time, are conflicts too; our own probe and other addresses are not.
         assert_eq!(
             probe_conflict(&fixtures::arp_gratuitous_request(), &iface(MAC_A), &probed),
-            Some(Conflict { address: ip, mac: mac(MAC_B2) })
+            Some(Conflict {
+                address: ip,
+                mac: mac(MAC_B2)
+            })
         );
         let other_probe = probe(&iface(MAC_B2), ip).to_vec();
         assert_eq!(
             probe_conflict(&other_probe, &iface(MAC_A), &probed),
-            Some(Conflict { address: ip, mac: mac(MAC_B2) })
+            Some(Conflict {
+                address: ip,
+                mac: mac(MAC_B2)
+            })
         );
         assert_eq!(probe_conflict(&arp.to_vec(), &iface(MAC_A), &probed), None);
         assert_eq!(
@@ -968,10 +1035,16 @@ mod tests {
         let bytes = probe(&iface(MAC_A), ip).to_vec();
         let parsed = NdpRepr::parse(&bytes).expect("a valid DAD probe");
         assert_eq!(parsed.source, Ipv6Addr::UNSPECIFIED);
-        assert_eq!(parsed.destination, ndp::solicited_node(v6("2001:db8:100::2")));
+        assert_eq!(
+            parsed.destination,
+            ndp::solicited_node(v6("2001:db8:100::2"))
+        );
         assert_eq!(
             parsed.message,
-            NdpMessage::NeighborSolicit { target: v6("2001:db8:100::2"), source_ll: None }
+            NdpMessage::NeighborSolicit {
+                target: v6("2001:db8:100::2"),
+                source_ll: None
+            }
         );
         let Verdict::Reply(answer) = respond(&bytes, &iface(MAC_B), &owned(&["2001:db8:100::2"]))
         else {
@@ -980,11 +1053,17 @@ mod tests {
         let probed = owned(&["2001:db8:100::2"]);
         assert_eq!(
             probe_conflict(&answer.to_vec(), &iface(MAC_A), &probed),
-            Some(Conflict { address: ip, mac: mac(MAC_B) })
+            Some(Conflict {
+                address: ip,
+                mac: mac(MAC_B)
+            })
         );
         assert_eq!(
             probe_conflict(&probe(&iface(MAC_B2), ip).to_vec(), &iface(MAC_A), &probed),
-            Some(Conflict { address: ip, mac: mac(MAC_B2) })
+            Some(Conflict {
+                address: ip,
+                mac: mac(MAC_B2)
+            })
         );
         assert_eq!(probe_conflict(&bytes, &iface(MAC_A), &probed), None);
         assert_eq!(
