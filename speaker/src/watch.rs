@@ -30,7 +30,7 @@ use tracing::{info, warn};
 use crate::announcer::Announcements;
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
-use crate::ownership::{NodeView, ServiceView, decide};
+use crate::ownership::{NodeView, Refused, ServiceView, decide, refusals};
 
 /// The label every speaker Lease carries, so speakers watch only those.
 pub const LEASE_LABEL: (&str, &str) = ("app.kubernetes.io/component", "ferrolb-speaker");
@@ -135,6 +135,7 @@ pub async fn run(
         config: None,
         config_text: None,
         owners: BTreeMap::new(),
+        refused: BTreeSet::new(),
         failing: BTreeSet::new(),
         synced: BTreeSet::new(),
     };
@@ -192,6 +193,9 @@ pub async fn run(
         let node_views = node_views(&nodes.state());
         let (desired, decisions) =
             decide(&config, &views, &node_views, &live, &state.settings.node);
+        state
+            .report_refusals(refusals(&config, &views, &node_views), &services, &live)
+            .await;
         state.metrics.set_announced(desired.len());
         announcements.send_if_modified(|current| {
             let changed = *current != desired;
@@ -262,6 +266,8 @@ struct State {
     config_text: Option<BTreeMap<String, String>>,
     /// The last owner seen per Service, to emit events only on change.
     owners: BTreeMap<ServiceKey, Option<String>>,
+    /// The status addresses refused last time, to report each once.
+    refused: BTreeSet<Refused>,
     failing: BTreeSet<Source>,
     /// The watches whose initial list is complete: deciding before all are
     /// would see Services without the speakers that serve them.
@@ -334,6 +340,41 @@ impl State {
             warn!("serving the controller's last good config until the ConfigMap is fixed");
             self.config = Some(Arc::new(validated.config));
         }
+    }
+
+    /// Counts the status addresses no node announces, and reports each
+    /// once: a log line on every speaker, an `AddressNotAnnounced` event
+    /// from the first live speaker by name. One that goes away and comes
+    /// back is reported again.
+    async fn report_refusals(
+        &mut self,
+        now: Vec<Refused>,
+        services: &[Arc<Service>],
+        live: &BTreeSet<String>,
+    ) {
+        let now: BTreeSet<Refused> = now.into_iter().collect();
+        let mut by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for refused in &now {
+            *by_reason.entry(refused.reason).or_default() += 1;
+        }
+        self.metrics.set_refused(by_reason);
+        let speaks = live.iter().next() == Some(&self.settings.node);
+        for refused in now.difference(&self.refused) {
+            warn!(service = %refused.service, ip = %refused.address, reason = refused.reason, "not announcing an address of the Service's status: {}", refused.why);
+            let service = services.iter().find(|s| key_of(s) == refused.service);
+            if let (true, Some(service)) = (speaks, service) {
+                let note = format!("not announcing {}: {}", refused.address, refused.why);
+                self.publish(
+                    service,
+                    EventType::Warning,
+                    "AddressNotAnnounced",
+                    refused.reason,
+                    note,
+                )
+                .await;
+            }
+        }
+        self.refused = now;
     }
 
     /// Publishes an event. kube's recorder folds events with the same
@@ -470,6 +511,8 @@ fn service_views(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Ve
             Some(ServiceView {
                 key: request.key,
                 addresses,
+                pool: request.pool,
+                requested: request.requested,
                 traffic_policy: request.traffic_policy,
                 has_serving_endpoints,
                 ready_endpoint_nodes,
@@ -494,6 +537,12 @@ fn node_views(nodes: &[Arc<Node>]) -> Vec<NodeView> {
                 labels: node.labels().clone(),
                 ready: condition("Ready"),
                 network_unavailable: condition("NetworkUnavailable"),
+                addresses: node
+                    .status
+                    .iter()
+                    .flat_map(|s| s.addresses.iter().flatten())
+                    .filter_map(|a| a.address.parse().ok())
+                    .collect(),
             }
         })
         .collect()
