@@ -120,11 +120,7 @@ async fn a_note_longer_than_the_api_server_accepts_is_cut_with_an_ellipsis() {
     )
     .await;
     assert!(event.message.ends_with('…'), "{}", event.message);
-    assert!(
-        event.message.len() <= 1024,
-        "{} bytes",
-        event.message.len()
-    );
+    assert!(event.message.len() <= 1024, "{} bytes", event.message.len());
     assert!(
         event.message.contains("ferrolb.io/loadBalancerIPs"),
         "{}",

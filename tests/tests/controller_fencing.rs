@@ -16,8 +16,8 @@ use ferrolb_e2e::ControlPlane;
 use ferrolb_e2e::objects::{LoadBalancer, namespace};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::Reporter;
 
 const CONFIG: &str = "\

@@ -27,12 +27,17 @@ fn resource_requests(cp: &ControlPlane) -> (f64, f64) {
         let Some((labels, value)) = rest.rsplit_once("} ") else {
             continue;
         };
-        if labels.contains("resource=\"\"") || !labels.contains("resource=\"") {
+        let resource = labels
+            .split("\",")
+            .find_map(|l| l.strip_prefix("resource=\""))
+            .unwrap_or_default()
+            .trim_end_matches('"');
+        if resource.is_empty() {
             continue;
         }
         let value: f64 = value.trim().parse().expect("a counter value");
         all += value;
-        if labels.contains("resource=\"leases\"") {
+        if resource == "leases" {
             leases += value;
         }
     }
@@ -58,7 +63,9 @@ async fn one_idle_replica_makes_at_most_half_a_request_per_second() {
     let (base, base_leases) = rate(&cp).await;
 
     let controller = Controller::start(&cp, "idle");
-    controller.wait_metric("ferrolb_controller_leader", 1.0).await;
+    controller
+        .wait_metric("ferrolb_controller_leader", 1.0)
+        .await;
     // Start-up (lists, watches, the last-good copy) is not idling.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (with, with_leases) = rate(&cp).await;

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use controller_support::{
-    Controller, configured, create_all, sample_value, service_events, wait_allocated, wait_event,
+    Controller, configured, create_all, service_events, wait_allocated, wait_event,
 };
 use ferrolb_e2e::objects::{LoadBalancer, namespace};
 use ferrolb_e2e::wait_for;
@@ -34,33 +34,29 @@ const RETRY: Duration = Duration::from_secs(3);
 /// machine and this test's 100 ms polling of `/metrics`.
 const MEASURE: Duration = Duration::from_secs(1);
 
-/// Whether replica `r` says it leads (`None`: its endpoint does not answer).
-async fn leads(r: &Controller) -> Option<bool> {
-    match r.get("/metrics").await {
-        Ok((200, text)) => sample_value(&text, "ferrolb_controller_leader").map(|v| v == 1.0),
-        _ => None,
-    }
-}
-
 /// Waits until exactly one replica leads and both are Ready (a healthy
 /// standby is Ready), and returns the leader's index.
 async fn the_leader(replicas: &[Controller; 2]) -> usize {
-    wait_for("one leader, both ready", Duration::from_secs(60), || async {
-        let leading = [leads(&replicas[0]).await, leads(&replicas[1]).await];
-        let ready = [replicas[0].readyz().await, replicas[1].readyz().await];
-        match (leading, ready) {
-            ([Some(true), Some(false)], [Some(200), Some(200)]) => Ok(0),
-            ([Some(false), Some(true)], [Some(200), Some(200)]) => Ok(1),
-            other => Err(format!("leading, /readyz: {other:?}")),
-        }
-    })
+    wait_for(
+        "one leader, both ready",
+        Duration::from_secs(60),
+        || async {
+            let leading = [replicas[0].leads().await, replicas[1].leads().await];
+            let ready = [replicas[0].readyz().await, replicas[1].readyz().await];
+            match (leading, ready) {
+                ([Some(true), Some(false)], [Some(200), Some(200)]) => Ok(0),
+                ([Some(false), Some(true)], [Some(200), Some(200)]) => Ok(1),
+                other => Err(format!("leading, /readyz: {other:?}")),
+            }
+        },
+    )
     .await
 }
 
 /// Waits until replica `r` leads; returns when that was first seen.
 async fn wait_leading(r: &Controller) -> Instant {
     wait_for("the standby to lead", Duration::from_secs(60), || async {
-        match leads(r).await {
+        match r.leads().await {
             Some(true) => Ok(Instant::now()),
             other => Err(format!("leading: {other:?}")),
         }
