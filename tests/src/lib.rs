@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod control_plane;
 pub mod daemons;
+pub mod invariants;
 pub mod netns;
 pub mod objects;
 pub mod wait;
