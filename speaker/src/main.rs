@@ -12,6 +12,7 @@ use clap::Parser;
 use ferrolb_config::{DEFAULT_CONFIGMAP_NAME, DEFAULT_NAMESPACE};
 use ferrolb_speaker::announcer::{self, Announcements, Announcer};
 use ferrolb_speaker::metrics::{self, Metrics};
+use ferrolb_speaker::respond::Speakers;
 use ferrolb_speaker::{node_lease, watch};
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
@@ -42,6 +43,11 @@ struct Cli {
     /// How often the Lease is renewed.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     lease_renew: Duration,
+    /// Send gratuitous ARP / unsolicited NA for every owned address this
+    /// often (e.g. 60s), for switches that age out their MAC tables. Off by
+    /// default.
+    #[arg(long, env = "FERROLB_GRATUITOUS_REFRESH", value_parser = parse_duration)]
+    gratuitous_refresh: Option<Duration>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -92,7 +98,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let stop_answering = CancellationToken::new();
 
     let (desired_tx, desired_rx) = tokio::sync::watch::channel(Announcements::new());
-    let announcer = Announcer::new(desired_rx, announcer::Settings::default());
+    let (speakers_tx, speakers_rx) = tokio::sync::watch::channel(Speakers::default());
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let announcer = Announcer::new(
+        desired_rx,
+        announcer::Settings {
+            refresh_interval: cli.gratuitous_refresh,
+            ..announcer::Settings::default()
+        },
+    )
+    .with_speakers(speakers_rx)
+    .with_events(events_tx)
+    // Once the drain starts, speakers taking the addresses over are expected.
+    .with_leaving(shutdown.clone());
+    let interfaces = announcer.interfaces();
     let metrics = Arc::new(Metrics::new(announcer.counters()));
     let announcing = tokio::spawn(announcer.run(stop_answering.clone()));
     let server = tokio::spawn(metrics::serve(
@@ -116,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.lease_duration,
                 cli.lease_renew,
                 renewing_tx,
+                interfaces,
                 shutdown,
             )
             .await
@@ -140,6 +160,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         recorder,
         metrics,
         desired_tx,
+        speakers_tx,
+        events_rx,
         renewing_rx,
         shutdown.clone(),
     ));

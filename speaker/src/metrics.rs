@@ -135,6 +135,24 @@ impl Metrics {
                 u64::from(self.api_healthy.load(Ordering::Relaxed)),
             )),
         );
+        // Named as the failover and conflict alerts know them, without the
+        // per-binary prefix: a split brain or a conflict is the cluster's.
+        for (name, help, value) in [
+            (
+                "ferrolb_split_brain_total",
+                "Times another speaker was seen announcing an address this node announces",
+                snapshot.split_brains,
+            ),
+            (
+                "ferrolb_ip_conflicts_total",
+                "Stations that are no ferrolb speaker seen using an address this node announces or probed, once per address and MAC",
+                snapshot.ip_conflicts,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {value}");
+        }
         out
     }
 }
