@@ -183,8 +183,8 @@ impl RealCluster {
     }
 
     /// Installs ferrolb as the README says: the memberlist Secret, the
-    /// manifests, the pool ConfigMap; returns when the controller Deployment
-    /// and the speaker DaemonSet have rolled out.
+    /// manifests, the pool ConfigMap; returns when the speaker DaemonSet has
+    /// rolled out and a controller is ready.
     pub fn install_ferrolb(&self) {
         self.kubectl_ok(&["create", "namespace", "ferrolb-system"]);
         self.kubectl_ok(&[
@@ -204,7 +204,29 @@ impl RealCluster {
             self.pool
         ));
         self.rollout_status("daemonset/speaker");
-        self.rollout_status("deployment/controller");
+        // One ready controller is enough to serve; whether the standby is
+        // Ready too is the rollout test's question.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self
+            .kubectl_ok(&[
+                "get",
+                "deployment",
+                "-n",
+                "ferrolb-system",
+                "controller",
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+            ])
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+            == 0
+        {
+            if Instant::now() > deadline {
+                self.rollout_status("deployment/controller");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// `kubectl rollout status` of `what` in ferrolb-system, within 120 s.

@@ -13,7 +13,7 @@ fn answer(mut stream: TcpStream, pod: &str, node: &str) {
     let _ = stream.read(&mut request);
     let peer = stream
         .peer_addr()
-        .map(|a| a.ip().to_string())
+        .map(|a| a.ip().to_canonical().to_string())
         .unwrap_or_default();
     let body = format!("pod={pod} node={node} client={peer}\n");
     let response = format!(
