@@ -51,23 +51,23 @@ struct Cli {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(text.len()),
-    );
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 4s or 500ms"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        _ => return Err(format!("{text:?}: use s or ms")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
+    ferrolb_speaker::flags::duration(text)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.lease_renew >= cli.lease_duration {
+        let error = <Cli as clap::CommandFactory>::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "--lease-renew ({}) must be shorter than --lease-duration ({}), or the Lease lapses between renewals",
+                humantime::format_duration(cli.lease_renew),
+                humantime::format_duration(cli.lease_duration),
+            ),
+        );
+        let _ = error.print();
+        return ExitCode::from(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

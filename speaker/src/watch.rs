@@ -31,7 +31,7 @@ use crate::announcer::{Announcements, WireEvent};
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::node_lease::{MACS_ANNOTATION, parse_macs};
-use crate::ownership::{NodeView, ServiceView, decide};
+use crate::ownership::{NodeView, Refused, ServiceView, decide, refusals};
 use crate::respond::Speakers;
 use crate::wire::MacAddr;
 
@@ -147,6 +147,7 @@ pub async fn run(
         config: None,
         config_text: None,
         owners: BTreeMap::new(),
+        refused: BTreeSet::new(),
         failing: BTreeSet::new(),
         synced: BTreeSet::new(),
         speaker_macs: BTreeMap::new(),
@@ -216,6 +217,9 @@ pub async fn run(
         let node_views = node_views(&nodes.state());
         let (mut desired, decisions) =
             decide(&config, &views, &node_views, &live, &state.settings.node);
+        state
+            .report_refusals(refusals(&config, &views, &node_views), &services, &live)
+            .await;
         // An address another speaker held is taken over at once: the
         // conflict probe is for first announcements only.
         for decision in decisions.iter().filter(|d| d.election.is_me()) {
@@ -299,6 +303,8 @@ struct State {
     config_text: Option<BTreeMap<String, String>>,
     /// The last owner seen per Service, to emit events only on change.
     owners: BTreeMap<ServiceKey, Option<String>>,
+    /// The status addresses refused last time, to report each once.
+    refused: BTreeSet<Refused>,
     failing: BTreeSet<Source>,
     /// The watches whose initial list is complete: deciding before all are
     /// would see Services without the speakers that serve them.
@@ -464,6 +470,41 @@ impl State {
                 ),
             }
         }
+    }
+
+    /// Counts the status addresses no node announces, and reports each
+    /// once: a log line on every speaker, an `AddressNotAnnounced` event
+    /// from the first live speaker by name. One that goes away and comes
+    /// back is reported again.
+    async fn report_refusals(
+        &mut self,
+        now: Vec<Refused>,
+        services: &[Arc<Service>],
+        live: &BTreeSet<String>,
+    ) {
+        let now: BTreeSet<Refused> = now.into_iter().collect();
+        let mut by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for refused in &now {
+            *by_reason.entry(refused.reason).or_default() += 1;
+        }
+        self.metrics.set_refused(by_reason);
+        let speaks = live.iter().next() == Some(&self.settings.node);
+        for refused in now.difference(&self.refused) {
+            warn!(service = %refused.service, ip = %refused.address, reason = refused.reason, "not announcing an address of the Service's status: {}", refused.why);
+            let service = services.iter().find(|s| key_of(s) == refused.service);
+            if let (true, Some(service)) = (speaks, service) {
+                let note = format!("not announcing {}: {}", refused.address, refused.why);
+                self.publish(
+                    service,
+                    EventType::Warning,
+                    "AddressNotAnnounced",
+                    refused.reason,
+                    note,
+                )
+                .await;
+            }
+        }
+        self.refused = now;
     }
 
     /// Publishes an event. kube's recorder folds events with the same
@@ -651,6 +692,8 @@ fn service_views(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Ve
             Some(ServiceView {
                 key: request.key,
                 addresses,
+                pool: request.pool,
+                requested: request.requested,
                 traffic_policy: request.traffic_policy,
                 has_serving_endpoints,
                 ready_endpoint_nodes,
@@ -675,6 +718,12 @@ fn node_views(nodes: &[Arc<Node>]) -> Vec<NodeView> {
                 labels: node.labels().clone(),
                 ready: condition("Ready"),
                 network_unavailable: condition("NetworkUnavailable"),
+                addresses: node
+                    .status
+                    .iter()
+                    .flat_map(|s| s.addresses.iter().flatten())
+                    .filter_map(|a| a.address.parse().ok())
+                    .collect(),
             }
         })
         .collect()
