@@ -433,3 +433,41 @@ fn claims_on_an_announced_address_are_told_apart_by_mac() {
         "{log}"
     );
 }
+
+#[test]
+fn a_refresh_repeats_the_announcements_after_the_burst() {
+    if lan::ran_as_speaker() {
+        return;
+    }
+    let lan = Lan::create("refresh");
+    let mut speaker = speaker(&lan, "a_refresh_repeats_the_announcements_after_the_burst");
+    speaker.announce(&[VIP, VIP6], &[]);
+    // The burst sends five frames over 4.4 s; the refresh (every 500 ms
+    // here) keeps sending after it, for both families.
+    for address in [VIP, VIP6] {
+        assert!(
+            eventually(Duration::from_secs(10), || speaker
+                .counts(address)
+                .gratuitous_sent
+                >= 8),
+            "{address}: {:?}",
+            speaker.counts(address)
+        );
+    }
+}
+
+#[test]
+fn without_a_refresh_the_burst_is_all_that_is_sent() {
+    if lan::ran_as_speaker() {
+        return;
+    }
+    let lan = Lan::create("norefr");
+    let mut speaker = speaker(&lan, "without_a_refresh_the_burst_is_all_that_is_sent");
+    speaker.announce(&[VIP], &[]);
+    assert!(eventually(Duration::from_secs(8), || speaker
+        .counts(VIP)
+        .gratuitous_sent
+        >= 5));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(speaker.counts(VIP).gratuitous_sent, 5);
+}

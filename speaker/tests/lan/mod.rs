@@ -428,9 +428,12 @@ pub fn ran_as_speaker() -> bool {
     let (speakers, speakers_rx) = watch::channel(Speakers::default());
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<WireEvent>();
     let leaving = CancellationToken::new();
+    // The child runs one test by name: the refresh test gets a fast refresh.
+    let refreshing = std::env::args().any(|a| a.contains("a_refresh_repeats"));
     let settings = Settings {
         // Short enough that a test sees an address come free.
         probe_retry: Duration::from_secs(2),
+        refresh_interval: refreshing.then_some(Duration::from_millis(500)),
         ..Settings::default()
     };
     let announcer = Announcer::new(receiver, settings)
