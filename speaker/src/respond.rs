@@ -142,9 +142,11 @@ pub enum Claimant {
     /// Another ferrolb speaker also announces the address: a split brain,
     /// settled by the election; the rightful owner announces again.
     Speaker,
-    /// A speaker handing over: the claimant is leaving, or this speaker is.
-    /// The leaving speaker answers on purpose until the new owner has
-    /// announced, so no client loses a packet; not a conflict.
+    /// A speaker handing over: the claimant just left or just joined, or
+    /// this speaker is leaving. The leaving speaker answers on purpose until
+    /// the new owner has announced, so no client loses a packet, and a
+    /// speaker that just (re)joined takes back what the election gives it
+    /// while the others learn of it; not a conflict.
     Handover,
     /// Another interface of this very node announcing the same address on
     /// the same LAN: not a conflict.
@@ -169,20 +171,24 @@ impl Claimant {
 /// The MACs of the ferrolb speakers on the LAN, each published by its
 /// speaker on its node Lease, and which of them are leaving.
 ///
-/// Why a released Lease marks a handover: a speaker releases its Lease only
-/// on a clean stop, just before the others take its addresses over, and it
-/// keeps answering for a short, bounded time after that so no client loses a
-/// packet. A speaker that crashes or is cut off never releases it, so its
-/// frames keep counting as a split brain; a foreign MAC was never published,
-/// so it always counts as a conflict.
+/// Why a released or a new Lease marks a handover: a speaker releases its
+/// Lease only on a clean stop, just before the others take its addresses
+/// over, and it keeps answering for a short, bounded time after that so no
+/// client loses a packet; a speaker whose Lease just appeared (a restart in
+/// a rolling update) takes its addresses back as the others learn of it. A
+/// speaker that crashes or is cut off never releases its Lease, and one
+/// that heals from a partition kept it, so their frames count as a split
+/// brain; a foreign MAC was never published, so it always counts as a
+/// conflict.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Speakers {
     /// MACs of this node's own announcing interfaces.
     pub own: BTreeSet<MacAddr>,
     /// MACs of other speakers that announce (their Lease is held).
     pub present: BTreeSet<MacAddr>,
-    /// MACs of speakers that released their Lease within the handover grace.
-    pub leaving: BTreeSet<MacAddr>,
+    /// MACs of speakers that released their Lease, or whose Lease
+    /// appeared, within the handover grace.
+    pub handing_over: BTreeSet<MacAddr>,
 }
 
 impl Speakers {
@@ -193,10 +199,10 @@ impl Speakers {
         if self.own.contains(&mac) {
             return Claimant::ThisNode;
         }
-        let leaving = self.leaving.contains(&mac) && !self.present.contains(&mac);
+        let handing_over = self.handing_over.contains(&mac);
         match (
-            self.present.contains(&mac) || leaving,
-            leaving || me_leaving,
+            self.present.contains(&mac) || handing_over,
+            handing_over || me_leaving,
         ) {
             (true, true) => Claimant::Handover,
             (true, false) => Claimant::Speaker,
@@ -924,7 +930,7 @@ mod tests {
     fn claimants_are_speakers_leaving_speakers_or_foreign() {
         let mut speakers = Speakers::default();
         speakers.present.insert(mac(MAC_B));
-        speakers.leaving.insert(mac(MAC_B2));
+        speakers.handing_over.insert(mac(MAC_B2));
         speakers.own.insert(mac([2, 0, 0, 0, 0, 1]));
         let cases = [
             (
@@ -971,8 +977,10 @@ mod tests {
                 "{desc}"
             );
         }
-        // A speaker that left and came back (a new Lease) is present again.
+        // A speaker that came back is a speaker like any once its grace ends.
         speakers.present.insert(mac(MAC_B2));
+        assert_eq!(speakers.claimant(mac(MAC_B2), false), Claimant::Handover);
+        speakers.handing_over.clear();
         assert_eq!(speakers.claimant(mac(MAC_B2), false), Claimant::Speaker);
     }
 

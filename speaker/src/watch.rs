@@ -151,7 +151,8 @@ pub async fn run(
         failing: BTreeSet::new(),
         synced: BTreeSet::new(),
         speaker_macs: BTreeMap::new(),
-        departed: BTreeMap::new(),
+        handing_over: BTreeMap::new(),
+        speakers_seen: false,
     };
     let mut next_expiry: Option<Instant> = None;
     loop {
@@ -311,8 +312,11 @@ struct State {
     synced: BTreeSet<Source>,
     /// The MACs each speaker's Lease publishes, by node.
     speaker_macs: BTreeMap<String, BTreeSet<MacAddr>>,
-    /// MACs of speakers whose Lease was released, and when it was seen gone.
-    departed: BTreeMap<MacAddr, Instant>,
+    /// MACs of speakers whose Lease was released or appeared, and when.
+    handing_over: BTreeMap<MacAddr, Instant>,
+    /// Whether the Leases were observed before: at the first look every
+    /// speaker is new to this one, not joining.
+    speakers_seen: bool,
 }
 
 impl State {
@@ -356,9 +360,9 @@ impl State {
     }
 
     /// The speakers' MACs from their Leases: this node's own, the others',
-    /// and those of speakers that released their Lease (a clean stop)
-    /// within [`HANDOVER_GRACE`]. A Lease that merely expires stays listed:
-    /// only a release marks a handover.
+    /// and those of speakers that released their Lease (a clean stop) or
+    /// whose Lease appeared (a start) within [`HANDOVER_GRACE`]. A Lease
+    /// that merely expires stays listed: only a release marks a handover.
     fn observe_speakers(&mut self, leases: &[Arc<Lease>], now: Instant) -> Speakers {
         let mut current: BTreeMap<String, BTreeSet<MacAddr>> = BTreeMap::new();
         for lease in leases {
@@ -379,11 +383,20 @@ impl State {
         for (node, macs) in &self.speaker_macs {
             if !current.contains_key(node) {
                 for mac in macs {
-                    self.departed.insert(*mac, now);
+                    self.handing_over.insert(*mac, now);
                 }
             }
         }
-        self.departed
+        if self.speakers_seen {
+            for (node, macs) in &current {
+                let known = self.speaker_macs.get(node);
+                for mac in macs.iter().filter(|m| known.is_none_or(|k| !k.contains(m))) {
+                    self.handing_over.insert(*mac, now);
+                }
+            }
+        }
+        self.speakers_seen = self.synced.contains(&Source::Leases);
+        self.handing_over
             .retain(|_, at| now.duration_since(*at) < HANDOVER_GRACE);
         self.speaker_macs = current;
         let mut speakers = Speakers::default();
@@ -394,7 +407,7 @@ impl State {
                 speakers.present.extend(macs);
             }
         }
-        speakers.leaving = self.departed.keys().copied().collect();
+        speakers.handing_over = self.handing_over.keys().copied().collect();
         speakers
     }
 

@@ -489,7 +489,7 @@ pub fn ran_as_speaker() -> bool {
                     };
                     speakers.send_replace(Speakers {
                         present: macs(present),
-                        leaving: macs(leaving),
+                        handing_over: macs(leaving),
                         ..Speakers::default()
                     });
                     "ok".to_owned()
