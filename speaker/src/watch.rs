@@ -153,6 +153,7 @@ pub async fn run(
         speaker_macs: BTreeMap::new(),
         handing_over: BTreeMap::new(),
         speakers_seen: false,
+        joined: BTreeMap::new(),
     };
     let mut next_expiry: Option<Instant> = None;
     loop {
@@ -317,6 +318,9 @@ struct State {
     /// Whether the Leases were observed before: at the first look every
     /// speaker is new to this one, not joining.
     speakers_seen: bool,
+    /// When each speaker's Lease appeared, for those that appeared after
+    /// the first look and within [`HANDOVER_GRACE`].
+    joined: BTreeMap<String, Instant>,
 }
 
 impl State {
@@ -388,11 +392,25 @@ impl State {
             }
         }
         if self.speakers_seen {
-            for (node, macs) in &current {
-                let known = self.speaker_macs.get(node);
-                for mac in macs.iter().filter(|m| known.is_none_or(|k| !k.contains(m))) {
-                    self.handing_over.insert(*mac, now);
+            for node in current.keys() {
+                if !self.speaker_macs.contains_key(node) {
+                    self.joined.entry(node.clone()).or_insert(now);
                 }
+            }
+        }
+        self.joined.retain(|node, at| {
+            current.contains_key(node) && now.duration_since(*at) < HANDOVER_GRACE
+        });
+        // A MAC is joining while its speaker's Lease is new (it may publish
+        // its MACs a renewal after creating the Lease); a MAC added to an
+        // old Lease is not.
+        for (node, macs) in &current {
+            if !self.joined.contains_key(node) {
+                continue;
+            }
+            let known = self.speaker_macs.get(node);
+            for mac in macs.iter().filter(|m| known.is_none_or(|k| !k.contains(m))) {
+                self.handing_over.insert(*mac, now);
             }
         }
         self.speakers_seen = self.synced.contains(&Source::Leases);

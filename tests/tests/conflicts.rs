@@ -225,8 +225,9 @@ async fn a_second_speaker_answering_is_a_split_brain_and_the_owner_wins_the_clie
     assert_eq!(client_neighbour(&cluster, ip), Some(owner_mac.clone()));
 
     // The other node answers for the address too, from its own MAC, as a
-    // speaker that wrongly believes it owns it would.
-    claim(cluster.lan.node(other), ip, 2);
+    // speaker that wrongly believes it owns it would, for 7 s: longer than
+    // a speaker that just started is given to take its addresses back.
+    claim(cluster.lan.node(other), ip, 7);
     release(cluster.lan.node(other), ip);
     let stopped = std::time::Instant::now();
     wait_for(
