@@ -500,6 +500,7 @@ impl Announcer {
                 refused: BTreeMap::new(),
                 probe_until: HashMap::new(),
                 probes_to_send: Vec::new(),
+                suspected: BTreeSet::new(),
             };
             info!(interface = %name, index = facts.index, %mac, "answering on {name}");
             let task = tokio::spawn(
@@ -614,7 +615,13 @@ struct Responder {
     probe_until: HashMap<IpAddr, Instant>,
     /// Probes to send at the next turn of the loop.
     probes_to_send: Vec<IpAddr>,
+    /// Foreign MACs that answered one probe, awaiting a second.
+    suspected: BTreeSet<(IpAddr, MacAddr)>,
 }
+
+/// How soon an address whose probe a foreign MAC answered is probed again
+/// before the conflict is reported.
+const PROBE_CONFIRM: Duration = Duration::from_secs(1);
 
 /// How soon a split brain may make the same address be announced again:
 /// often enough to win back a client within a second, rarely enough that
@@ -695,6 +702,7 @@ impl Responder {
             .filter(|a| !now.contains(*a))
             .collect();
         for address in unwanted {
+            self.suspected.retain(|(a, _)| *a != address);
             self.probing.remove(address);
             self.refused.remove(&address);
             self.probe_until.remove(&address);
@@ -727,6 +735,7 @@ impl Responder {
 
     fn start_announcing(&mut self, address: IpAddr, now: Instant) {
         self.owned.insert(address);
+        self.suspected.retain(|(a, _)| *a != address);
         if let IpAddr::V6(v6) = address
             && let Err(error) = self.groups.join(v6)
         {
@@ -882,11 +891,24 @@ impl Responder {
         self.probing.remove(address);
         self.probe_until.remove(&address);
         if claimant == Claimant::Foreign {
+            // Reported only when a second probe finds the same MAC: at
+            // start-up another speaker may answer before its Lease lists
+            // its MACs, and it withdraws as soon as it learns of this one.
+            let confirmed = !self.suspected.insert((address, mac));
+            let wait = if confirmed {
+                self.settings.probe_retry
+            } else {
+                PROBE_CONFIRM
+            };
             self.refused.insert(address, mac);
-            let retry = Instant::now() + self.settings.probe_retry;
+            let retry = Instant::now() + wait;
             self.probe_until.insert(address, retry);
             self.probe_due.insert((retry, address));
-            self.report_foreign(address, mac, false);
+            if confirmed {
+                self.report_foreign(address, mac, false);
+            } else {
+                debug!(%address, %mac, "{mac} answered the probe of {address}; probing again");
+            }
         } else {
             // The speaker that held the address answered: a takeover, which
             // must not wait for the window to end.

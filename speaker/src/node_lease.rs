@@ -65,17 +65,23 @@ pub async fn renew(
     duration: Duration,
     renew: Duration,
     renewing: watch::Sender<bool>,
-    interfaces: watch::Receiver<Vec<InterfaceFacts>>,
+    mut interfaces: watch::Receiver<Vec<InterfaceFacts>>,
     shutdown: CancellationToken,
 ) {
     let leases = Api::<Lease>::namespaced(client, namespace);
     let name = lease_name(node);
     let mut failing = false;
     let mut tick = tokio::time::interval(renew);
+    let mut scanning = true;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+            // New MACs are published at once, so the other speakers know
+            // them before this one answers from them.
+            changed = interfaces.changed(), if scanning => {
+                scanning = changed.is_ok();
+            }
         }
         let macs = format_macs(&answering_macs(&interfaces.borrow()));
         let lease = Lease {

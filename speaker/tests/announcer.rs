@@ -94,7 +94,11 @@ fn neighbor_solicitations_for_an_announced_address_get_the_node_mac() {
             .is_empty()),
         "{VIP6} never answered"
     );
-    assert_eq!(ndisc6(&lan, VIP6, 3), vec![NODE_MAC], "exactly one answer");
+    // An unsolicited NA of the burst may land in the same window: the same
+    // MAC twice is still one answerer.
+    let mut answerers = ndisc6(&lan, VIP6, 3);
+    answerers.dedup();
+    assert_eq!(answerers, vec![NODE_MAC], "exactly one answerer");
     assert!(
         lan.node_groups().contains(VIP6_GROUP),
         "the node joined the solicited-node group of {VIP6} (MLD-sending join):\n{}",
