@@ -7,9 +7,11 @@
 //! the shells around them do.
 
 pub mod election;
+pub mod lease_liveness;
 pub mod liveness;
 pub mod ownership;
 pub mod respond;
+pub mod seal;
 pub mod wire;
 
 // Shells: the announcer owns the sockets and the per-interface tasks.

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::announcer::Announcements;
-use crate::liveness::Liveness;
+use crate::lease_liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::ownership::{NodeView, ServiceView, decide};
 
