@@ -99,6 +99,44 @@ impl Lan {
         lan
     }
 
+    /// `n` members that already hold each other live (skipping the join
+    /// exchange, whose cost is one round of challenges per start).
+    pub fn settled(n: usize, settings: Settings, key: Key) -> Lan {
+        let now = Instant::now();
+        let mut members: Vec<Liveness> = (0..n)
+            .map(|i| Liveness::new(name(i), addr(i), key.clone(), settings.clone(), 1, now))
+            .collect();
+        let version = super::Version {
+            generation: 1,
+            incarnation: 0,
+        };
+        let names: Vec<String> = (0..n).map(name).collect();
+        for (i, member) in members.iter_mut().enumerate() {
+            for (j, other) in names.iter().enumerate() {
+                if i != j {
+                    member.assume_alive(other, addr(j), version, now);
+                }
+            }
+        }
+        Lan {
+            next_tick: (0..n)
+                .map(|i| now + settings.interval.mul_f64(i as f64 / n as f64))
+                .collect(),
+            members,
+            now,
+            traffic: vec![Traffic::default(); n],
+            log: Vec::new(),
+            cut: BTreeSet::new(),
+            dead: BTreeSet::new(),
+            paused: BTreeSet::new(),
+            queued: HashMap::new(),
+            capture: None,
+            addrs: (0..n).map(|i| (addr(i), i)).collect(),
+            key,
+            settings,
+        }
+    }
+
     /// Advances the clock by `step`, ticking every member whose tick is due.
     pub fn run(&mut self, duration: Duration, step: Duration) {
         let end = self.now + duration;
@@ -234,5 +272,86 @@ impl Lan {
         let mut out = Vec::new();
         self.members[to].handle_datagram(bytes, self.now, &mut out);
         self.carry(to, out);
+    }
+}
+
+/// What [`scale`] measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScaleReport {
+    /// Members simulated.
+    pub members: usize,
+    /// Mean datagrams per second one member sends at steady state.
+    pub packets_per_second: f64,
+    /// The most any member sent or received per second at steady state.
+    pub max_packets_per_second: f64,
+    /// Mean bytes per second one member sends at steady state.
+    pub bytes_per_second: f64,
+    /// From one member's death to the last survivor holding it down.
+    pub detection: Duration,
+    /// Datagrams sent by everyone because of that death (verdicts), per
+    /// member that sent them.
+    pub verdict_packets: u64,
+}
+
+/// Simulates `n` settled members for `steady` with default settings, then
+/// kills one and measures how long until every survivor holds it down.
+pub fn scale(n: usize, steady: Duration) -> ScaleReport {
+    let key = Key::new(b"simulation key, not a secret").expect("long enough");
+    let step = Duration::from_millis(5);
+    let mut lan = Lan::settled(n, Settings::default(), key);
+    lan.run(Duration::from_millis(500), step);
+    let before = lan.traffic.clone();
+    lan.run(steady, step);
+    let secs = steady.as_secs_f64();
+    let deltas: Vec<(u64, u64, u64)> = lan
+        .traffic
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| {
+            (
+                a.sent_packets - b.sent_packets,
+                a.received_packets - b.received_packets,
+                a.sent_bytes - b.sent_bytes,
+            )
+        })
+        .collect();
+    let sent: u64 = deltas.iter().map(|d| d.0).sum();
+    let bytes: u64 = deltas.iter().map(|d| d.2).sum();
+    let max = deltas.iter().map(|d| d.0.max(d.1)).max().unwrap_or(0);
+    let victim = n / 2;
+    let victim_name = name(victim);
+    lan.log.clear();
+    lan.dead.insert(victim);
+    let heartbeats_before: u64 = lan.traffic.iter().map(|t| t.sent_packets).sum();
+    let detection = lan
+        .run_until(Duration::from_secs(5), step, |lan| {
+            let knowing: BTreeSet<usize> = lan
+                .log
+                .iter()
+                .filter(
+                    |(_, _, e)| matches!(e, Effect::Down { member, .. } if *member == victim_name),
+                )
+                .map(|(_, at, _)| *at)
+                .collect();
+            knowing.len() == n - 1
+        })
+        .unwrap_or(Duration::MAX);
+    let watchers: BTreeSet<usize> = lan
+        .log
+        .iter()
+        .filter(|(_, _, e)| {
+            matches!(e, Effect::Down { member, cause: super::Cause::Silent } if *member == victim_name)
+        })
+        .map(|(_, at, _)| *at)
+        .collect();
+    let during: u64 = lan.traffic.iter().map(|t| t.sent_packets).sum::<u64>() - heartbeats_before;
+    let heartbeats = (sent as f64 / secs * detection.as_secs_f64()) as u64;
+    ScaleReport {
+        members: n,
+        packets_per_second: sent as f64 / n as f64 / secs,
+        max_packets_per_second: max as f64 / secs,
+        bytes_per_second: bytes as f64 / n as f64 / secs,
+        detection,
+        verdict_packets: during.saturating_sub(heartbeats) / watchers.len().max(1) as u64,
     }
 }
