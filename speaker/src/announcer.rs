@@ -28,6 +28,10 @@ use crate::wire::Frame;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Announcements {
     addresses: BTreeMap<IpAddr, BTreeSet<String>>,
+    /// Raised to have every announced address announced again (a gratuitous
+    /// burst as on a gain): after a partition heals, clients may have moved
+    /// to another node that held this one dead.
+    reannounce: u64,
 }
 
 impl Announcements {
@@ -54,6 +58,13 @@ impl Announcements {
             Some(current) if named.is_empty() => current.clear(),
             Some(current) => current.extend(named),
         }
+    }
+
+    /// The same announcements, to be announced again whenever `epoch`
+    /// differs from the one the announcer last followed.
+    pub fn reannounced(mut self, epoch: u64) -> Announcements {
+        self.reannounce = epoch;
+        self
     }
 
     /// Stops announcing `address`; false if it was not announced.
@@ -390,6 +401,7 @@ impl Announcer {
                 settings: self.settings.clone(),
                 conflicts_reported: HashMap::new(),
                 send_failing: false,
+                reannounce: 0,
             };
             info!(interface = %name, index = facts.index, %mac, "answering on {name}");
             let task = tokio::spawn(
@@ -481,6 +493,8 @@ struct Responder {
     conflicts_reported: HashMap<IpAddr, (crate::wire::MacAddr, Instant)>,
     /// Whether the last send failed, to log a failing link once.
     send_failing: bool,
+    /// The re-announce epoch last followed.
+    reannounce: u64,
 }
 
 /// How often the same conflict is logged again.
@@ -523,9 +537,21 @@ impl Responder {
     /// Brings `owned`, the multicast groups and the bursts in line with the
     /// latest announcements.
     fn follow(&mut self, desired: &mut watch::Receiver<Announcements>) {
-        let now = desired
-            .borrow_and_update()
-            .owned_on(&self.iface.name, &self.eligibility);
+        let (now, reannounce) = {
+            let desired = desired.borrow_and_update();
+            (
+                desired.owned_on(&self.iface.name, &self.eligibility),
+                desired.reannounce,
+            )
+        };
+        if std::mem::replace(&mut self.reannounce, reannounce) != reannounce {
+            let at = Instant::now();
+            for address in self.owned.iter().filter(|a| now.contains(*a)) {
+                self.bursts
+                    .start(address, at, self.settings.gratuitous_rounds);
+                info!(%address, "announcing {address} again on {}", self.iface.name);
+            }
+        }
         let lost: Vec<IpAddr> = self.owned.iter().filter(|a| !now.contains(*a)).collect();
         let gained: Vec<IpAddr> = now.iter().filter(|a| !self.owned.contains(*a)).collect();
         for address in lost {

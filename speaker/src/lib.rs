@@ -7,7 +7,6 @@
 //! the shells around them do.
 
 pub mod election;
-pub mod lease_liveness;
 pub mod liveness;
 pub mod ownership;
 pub mod respond;
@@ -19,7 +18,9 @@ pub mod announcer;
 pub mod interfaces;
 pub mod socket;
 
-// Shells: the cluster view, the node Lease, the metrics endpoint.
+// Shells: the membership's socket, the cluster view, the discovery record,
+// the metrics endpoint.
+pub mod members;
 pub mod metrics;
 pub mod node_lease;
 pub mod watch;
