@@ -217,6 +217,8 @@ struct Peer {
     notified: Option<Instant>,
     /// Listed by the API's address book.
     discovered: bool,
+    /// When it was first listed or heard of.
+    known_since: Instant,
 }
 
 impl Peer {
@@ -230,6 +232,7 @@ impl Peer {
             challenge: None,
             notified: None,
             discovered: false,
+            known_since: now,
         }
     }
 
@@ -323,16 +326,22 @@ impl Liveness {
     }
 
     /// Whether this view is good enough to decide from: every member in the
-    /// address book has been heard from, or a whole timeout has passed since
-    /// the start (a member that has not answered by then is dead or
-    /// unreachable). Deciding earlier would claim everything for a moment.
+    /// address book has answered or has had a whole timeout to (one that has
+    /// not is dead or unreachable), and the book was not empty or a timeout
+    /// has passed since the start. Deciding earlier would claim everything
+    /// for a moment. (When a whole cluster starts at once, members that
+    /// have not written their record yet cannot be waited for: two may
+    /// answer for an address until they hear each other.)
     pub fn settled(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.started) >= self.settings.timeout
-            || self
-                .peers
-                .values()
-                .filter(|p| p.discovered)
-                .all(|p| p.state != State::Unknown)
+        let timeout = self.settings.timeout;
+        let waited = now.saturating_duration_since(self.started) >= timeout;
+        let listed = self.peers.values().any(|p| p.discovered);
+        let answered = self
+            .peers
+            .values()
+            .filter(|p| p.discovered && p.state == State::Unknown)
+            .all(|p| now.saturating_duration_since(p.known_since) >= timeout);
+        (waited || listed) && answered
     }
 
     /// Takes the API's address book: the members that should exist and where
@@ -1076,10 +1085,15 @@ mod tests {
         let now = Instant::now();
         let settings = Settings::default();
         let mut alone = Liveness::new("a", super::sim::addr(0), key(), settings.clone(), 1, now);
+        assert!(!alone.settled(now), "nobody listed yet");
         let mut out = Vec::new();
-        alone.discover([("b".to_owned(), super::sim::addr(1))], now, &mut out);
-        assert!(!alone.settled(now));
-        assert!(alone.settled(now + settings.timeout));
+        let later = now + settings.timeout;
+        alone.discover([("b".to_owned(), super::sim::addr(1))], later, &mut out);
+        assert!(
+            !alone.settled(later),
+            "b was just listed and has not answered"
+        );
+        assert!(alone.settled(later + settings.timeout));
         assert_eq!(alone.live(), ["a".to_owned()].into());
     }
 

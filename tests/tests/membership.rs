@@ -39,8 +39,23 @@ fn send_from_client(cluster: &Cluster, to: SocketAddr, bytes: &[u8]) {
     );
 }
 
-/// The one node answering for `ip`, once exactly one does.
+/// Waits until every speaker holds all three live.
+async fn all_live(cluster: &Cluster) {
+    for ns in &cluster.lan.nodes {
+        wait_for("three live members", Duration::from_secs(10), || async {
+            let live = speaker_metric(ns, "ferrolb_speaker_members_live");
+            (live == "ferrolb_speaker_members_live 3")
+                .then_some(())
+                .ok_or(live)
+        })
+        .await;
+    }
+}
+
+/// The one node answering for `ip`, once every speaker hears the others and
+/// exactly one node answers.
 async fn owner_of(cluster: &Cluster, ip: &str) -> usize {
+    all_live(cluster).await;
     wait_for(
         &format!("exactly one node answering for {ip}"),
         Duration::from_secs(20),
@@ -69,15 +84,6 @@ async fn forged_and_replayed_member_datagrams_are_rejected_counted_and_move_noth
     let owner = owner_of(&cluster, &ip.to_string()).await;
     let owner_ns = cluster.lan.node(owner);
     let target = SocketAddr::new(IpAddr::V4(owner_ns.v4), MEMBER_PORT);
-    for ns in &cluster.lan.nodes {
-        wait_for("three live members", Duration::from_secs(10), || async {
-            let live = speaker_metric(ns, "ferrolb_speaker_members_live");
-            (live == "ferrolb_speaker_members_live 3")
-                .then_some(())
-                .ok_or(live)
-        })
-        .await;
-    }
 
     // A genuine datagram: what a member holding the cluster's key says first
     // to the owner. Sent once it is accepted; sent again it is a replay.
@@ -214,8 +220,13 @@ async fn after_a_lan_partition_heals_the_rightful_owner_answers_again_and_the_cl
     // The owner's link goes down: another node takes the address over and
     // the client's neighbour entry moves to it.
     cluster.lan.set_node_link(owner, false);
-    let interim = owner_of(&cluster, &ip).await;
-    assert_ne!(interim, owner);
+    let interim = wait_for("another node to answer", Duration::from_secs(5), || async {
+        match answers(&cluster.lan.client, &ip).as_slice() {
+            [mac] if *mac != owner_mac => cluster.node_with_mac(mac).ok_or(mac.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     let interim_mac = cluster.lan.node(interim).mac.to_lowercase();
     let neigh_mac = || {
         let neigh = client.exec_ok("ip", &["neigh", "show", &ip]).to_lowercase();
@@ -240,7 +251,17 @@ async fn after_a_lan_partition_heals_the_rightful_owner_answers_again_and_the_cl
     // address; the others had taken it. Only the owner may answer now, and
     // it must announce again so the client moves back without asking.
     cluster.lan.set_node_link(owner, true);
-    assert_eq!(owner_of(&cluster, &ip).await, owner);
+    wait_for(
+        "only the owner to answer",
+        Duration::from_secs(5),
+        || async {
+            let macs = answers(&cluster.lan.client, &ip);
+            (macs == vec![owner_mac.clone()])
+                .then_some(())
+                .ok_or(format!("{macs:?}"))
+        },
+    )
+    .await;
     wait_for(
         "the client to move back to the owner",
         Duration::from_secs(10),
