@@ -14,6 +14,7 @@ use ferrolb_speaker::announcer::{self, Announcements, Announcer};
 use ferrolb_speaker::liveness;
 use ferrolb_speaker::members;
 use ferrolb_speaker::metrics::{self, Metrics};
+use ferrolb_speaker::respond::Speakers;
 use ferrolb_speaker::seal::Key;
 use ferrolb_speaker::{node_lease, watch};
 use k8s_openapi::api::core::v1::Node;
@@ -59,29 +60,34 @@ struct Cli {
     /// plus at most one interval).
     #[arg(long, default_value = "600ms", value_parser = parse_duration)]
     member_timeout: Duration,
+    /// Send gratuitous ARP / unsolicited NA for every owned address this
+    /// often (e.g. 60s), for switches that age out their MAC tables. Off by
+    /// default.
+    #[arg(long, env = "FERROLB_GRATUITOUS_REFRESH", value_parser = parse_duration)]
+    gratuitous_refresh: Option<Duration>,
 }
 
 /// `EX_USAGE`: the speaker was started with settings it cannot run with.
 const EX_USAGE: u8 = 64;
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(text.len()),
-    );
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 4s or 500ms"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        _ => return Err(format!("{text:?}: use s or ms")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
+    ferrolb_speaker::flags::duration(text)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.member_interval >= cli.member_timeout {
+        let error = <Cli as clap::CommandFactory>::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "--member-interval ({}) must be shorter than --member-timeout ({}), or every peer looks dead between heartbeats",
+                humantime::format_duration(cli.member_interval),
+                humantime::format_duration(cli.member_timeout),
+            ),
+        );
+        let _ = error.print();
+        return ExitCode::from(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -106,10 +112,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    if cli.member_timeout <= cli.member_interval {
-        error!("refusing to start: --member-timeout must exceed --member-interval");
-        return ExitCode::from(EX_USAGE);
-    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -140,7 +142,20 @@ async fn run(cli: Cli, key: Key) -> anyhow::Result<()> {
     let member_addr = SocketAddr::new(member_ip, cli.member_port);
 
     let (desired_tx, desired_rx) = tokio::sync::watch::channel(Announcements::new());
-    let announcer = Announcer::new(desired_rx, announcer::Settings::default());
+    let (speakers_tx, speakers_rx) = tokio::sync::watch::channel(Speakers::default());
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let announcer = Announcer::new(
+        desired_rx,
+        announcer::Settings {
+            refresh_interval: cli.gratuitous_refresh,
+            ..announcer::Settings::default()
+        },
+    )
+    .with_speakers(speakers_rx)
+    .with_events(events_tx)
+    // Once the drain starts, speakers taking the addresses over are expected.
+    .with_leaving(shutdown.clone());
+    let interfaces = announcer.interfaces();
     let metrics = Arc::new(Metrics::new(announcer.counters()));
     let announcing = tokio::spawn(announcer.run(stop_answering.clone()));
     let server = tokio::spawn(metrics::serve(
@@ -170,6 +185,7 @@ async fn run(cli: Cli, key: Key) -> anyhow::Result<()> {
         cli.namespace.clone(),
         cli.node_name.clone(),
         member_addr,
+        interfaces,
         record_missing.clone(),
         shutdown.clone(),
     ));
@@ -197,6 +213,8 @@ async fn run(cli: Cli, key: Key) -> anyhow::Result<()> {
             members: members.clone(),
             view,
             record_missing,
+            speakers: speakers_tx,
+            wire_events: events_rx,
         },
         shutdown.clone(),
     ));

@@ -5,7 +5,10 @@
 //! `flb-probe watch ADDR:PORT MS` starts a TCP connection attempt every MS
 //! milliseconds (each with a 300 ms budget, below the first SYN
 //! retransmission) and prints `START_MS ok|fail TEXT` per attempt, START_MS
-//! counted from the Unix epoch, until killed.
+//! counted from the Unix epoch, until killed;
+//! `flb-probe http-loop ADDR:PORT EVERY_MS` sends `GET /` every EVERY_MS until
+//! killed, printing `<ms since start> ok <first body line>` or
+//! `<ms since start> fail <error>` per request (500 ms timeout each).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -23,7 +26,14 @@ fn main() -> ExitCode {
             let ms: u64 = ms.parse().map_err(|e| format!("{ms}: {e}"))?;
             watch(a, Duration::from_millis(ms))
         }),
-        _ => Err("usage: flb-probe listen ADDR:PORT TEXT | connect ADDR:PORT | udp ADDR:PORT HEX | watch ADDR:PORT MS".into()),
+        ["http-loop", addr, every] => parsed(addr).and_then(|a| {
+            let every = every.parse().map_err(|e| format!("{every}: {e}"))?;
+            http_loop(a, Duration::from_millis(every))
+        }),
+        _ => Err(
+            "usage: flb-probe listen ADDR:PORT TEXT | connect ADDR:PORT | udp ADDR:PORT HEX | watch ADDR:PORT MS | http-loop ADDR:PORT EVERY_MS"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -106,5 +116,34 @@ fn watch(addr: SocketAddr, every: Duration) -> Result<(), String> {
         });
         next += every;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}
+
+fn http_loop(addr: SocketAddr, every: Duration) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    let timeout = Duration::from_millis(500);
+    loop {
+        let at = start.elapsed().as_millis();
+        let result = (|| -> std::io::Result<String> {
+            let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+            stream.set_read_timeout(Some(timeout))?;
+            stream.set_write_timeout(Some(timeout))?;
+            stream.write_all(b"GET / HTTP/1.1\r\nHost: ferrolb\r\nConnection: close\r\n\r\n")?;
+            let mut text = String::new();
+            stream.read_to_string(&mut text)?;
+            let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+            match body.lines().next() {
+                Some(line) if text.starts_with("HTTP/1.1 200") => Ok(line.to_owned()),
+                _ => Err(std::io::Error::other("no 200 answer")),
+            }
+        })();
+        let line = match result {
+            Ok(body) => format!("{at} ok {body}"),
+            Err(e) => format!("{at} fail {e}"),
+        };
+        if writeln!(std::io::stdout(), "{line}").is_err() {
+            return Ok(()); // the reader went away
+        }
+        std::thread::sleep(every);
     }
 }
