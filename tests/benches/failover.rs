@@ -95,26 +95,46 @@ fn gap_and_failures(attempts: &[(u128, bool)], from: u128) -> (u128, usize) {
     (gap, window.iter().filter(|(_, ok)| !*ok).count())
 }
 
-/// ARP replies as `(arrival ms, MAC)`.
-fn replies(watcher: &Watcher) -> Vec<(u128, String)> {
-    watcher
+/// Frames claiming `ip` (replies, gratuitous requests) as `(arrival ms,
+/// sender MAC)`.
+fn replies(arp: &Arp, ip: &str) -> Vec<(u128, String)> {
+    let reply = format!("Reply {ip} is-at ");
+    let gratuitous = format!("who-has {ip} tell {ip}");
+    arp.capture
         .lines()
         .into_iter()
+        .filter(|(_, line)| line.contains(&reply) || line.contains(&gratuitous))
         .filter_map(|(at, line)| {
-            let mac = line.split('[').nth(1)?.split(']').next()?.to_lowercase();
+            let mac = line.split_whitespace().nth(1)?.to_lowercase();
             Some((at, mac))
         })
         .collect()
 }
 
-/// ARP for `ip` from `client` every 10 ms, line-buffered so every reply is
-/// seen as it comes.
-fn arping(client: &Netns, ip: &str) -> Watcher {
-    Watcher::start(
+/// ARP for `ip` from `client` about every 10 ms (one `arping` after
+/// another; iputils' arping takes whole seconds as its interval), with every
+/// ARP frame for `ip` the client sees recorded by `tcpdump`: replies and
+/// gratuitous frames from any MAC.
+struct Arp {
+    capture: Watcher,
+    _asking: Watcher,
+}
+
+fn arping(client: &Netns, ip: &str) -> Arp {
+    let capture = Watcher::start(client, "tcpdump", &["-l", "-n", "-e", "-i", "eth0", "arp"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let asking = Watcher::start(
         client,
-        "stdbuf",
-        &["-oL", "arping", "-I", "eth0", "-i", "0.01", ip],
-    )
+        "sh",
+        &[
+            "-c",
+            &format!("while :; do arping -q -c 1 -w 1 -I eth0 {ip}; sleep 0.01; done"),
+        ],
+    );
+    Arp {
+        capture,
+        _asking: asking,
+    }
 }
 
 fn metric(ns: &Netns, name: &str) -> String {
@@ -363,7 +383,7 @@ async fn main() {
         let t0 = now_ms();
         tokio::time::sleep(Duration::from_secs(30)).await;
         ns.exec_ok("nft", &["delete", "table", "ip", "apicut"]);
-        let seen: Vec<(u128, String)> = replies(&arp)
+        let seen: Vec<(u128, String)> = replies(&arp, &ip_text)
             .into_iter()
             .filter(|(at, _)| *at >= t0)
             .collect();
@@ -391,7 +411,7 @@ async fn main() {
             .args(["-CONT", &api])
             .status()
             .expect("kill -CONT");
-        let seen: Vec<(u128, String)> = replies(&arp)
+        let seen: Vec<(u128, String)> = replies(&arp, &ip_text)
             .into_iter()
             .filter(|(at, _)| *at >= t0)
             .collect();
@@ -426,7 +446,7 @@ async fn main() {
             .lan
             .client
             .exec_ok("ip", &["neigh", "show", &ip_text]);
-        let seen = replies(&arp);
+        let seen = replies(&arp, &ip_text);
         drop(arp);
         let takeover = seen
             .iter()
