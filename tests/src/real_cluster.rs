@@ -194,7 +194,7 @@ impl RealCluster {
             "-n",
             "ferrolb-system",
             "ferrolb-memberlist",
-            &format!("--from-literal=secretkey={}", unique("key")),
+            &format!("--from-literal=secretkey={}", unique("membership-key")),
         ]);
         let manifest = root().join("deploy/ferrolb.yaml");
         self.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
