@@ -17,10 +17,6 @@ use tracing::{info, warn};
 
 use crate::reconcile::Context;
 
-/// Events carry at most this much of the error list (the API server caps an
-/// event's note at 1 KiB).
-const NOTE_LIMIT: usize = 1000;
-
 /// Watches ConfigMap `namespace/name` for ever. `current` holds the config
 /// in force (`None` until a first valid one arrives).
 pub async fn run(
@@ -71,15 +67,8 @@ async fn apply(
         Err(errors) => {
             ctx.metrics.config_rejected(true);
             warn!(configmap = %name, errors = errors.len(), "config rejected; the last good config keeps serving:\n{errors}");
-            let mut note = format!("Config rejected, the last good config keeps serving: {errors}");
-            if note.len() > NOTE_LIMIT {
-                let mut cut = NOTE_LIMIT;
-                while !note.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                note.truncate(cut);
-                note.push('…');
-            }
+            // The publisher cuts a long error list to the API server's limit.
+            let note = format!("Config rejected, the last good config keeps serving: {errors}");
             ctx.publish(config_map, EventType::Warning, "ConfigRejected", note)
                 .await;
             if current.borrow().is_none() {
@@ -137,7 +126,11 @@ async fn keep_last_good(
     };
     let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace);
     let params = PatchParams::apply("ferrolb-controller").force();
-    if let Err(e) = api.patch(&name, &params, &Patch::Apply(&copy)).await {
+    if let Err(e) = ctx
+        .fence
+        .guard(api.patch(&name, &params, &Patch::Apply(&copy)))
+        .await
+    {
         warn!(configmap = %name, error = %e, "cannot keep a copy of the last good config");
     }
 }

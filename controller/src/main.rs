@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ferrolb_config::{Config, DEFAULT_CONFIGMAP_NAME, DEFAULT_NAMESPACE};
 use ferrolb_controller::allocator::Allocator;
-use ferrolb_controller::leader::{Elector, Ended, Timing};
+use ferrolb_controller::leader::{Elector, Ended, Fence, Role, Timing};
 use ferrolb_controller::metrics::{self, Metrics};
 use ferrolb_controller::plan::Desire;
 use ferrolb_controller::reconcile::{self, Context, EventPublisher};
@@ -172,24 +172,32 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    let (leading_tx, mut leading) = watch::channel(!args.leader_elect);
+    let timing = Timing::default();
     let release = CancellationToken::new();
     let mut lost_leadership = None;
-    if args.leader_elect {
+    let fence = if args.leader_elect {
+        let fence = Fence::closed(timing.call_timeout);
+        let (role_tx, mut role) = watch::channel(Role::Candidate);
         let elector = Elector::new(
             client.clone(),
             &args.namespace,
             "ferrolb-controller",
             &identity,
-            Timing::default(),
+            timing,
+            fence.clone(),
         );
-        lost_leadership = Some(tokio::spawn(elector.run(leading_tx, release.clone())));
+        lost_leadership = Some(tokio::spawn(elector.run(role_tx, release.clone())));
+        tokio::spawn(publish_role(role.clone(), metrics.clone()));
         info!(identity = %identity, "waiting to lead");
         tokio::select! {
-            _ = leading.wait_for(|leading| *leading) => {}
+            _ = role.wait_for(|r| *r == Role::Leader) => {}
             _ = shutdown.cancelled() => return step_down(lost_leadership, &release).await,
         }
-    }
+        fence
+    } else {
+        metrics.set_role(Role::Leader);
+        Fence::always_open(timing.call_timeout)
+    };
 
     let (wake_tx, wake_rx) = mpsc::unbounded_channel();
     let ctx = Arc::new(Context {
@@ -202,6 +210,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 instance: Some(identity.clone()),
             },
         ),
+        fence,
         metrics: metrics.clone(),
         wake: wake_tx,
     });
@@ -227,7 +236,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         services = kept,
         "restored the addresses in Services' statuses"
     );
-    metrics.set_ready(true);
+    metrics.set_restored(true);
 
     let controller = reconcile::run(ctx, wake_rx, shutdown.clone());
     tokio::pin!(controller);
@@ -260,6 +269,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = server.await;
     info!("stopped");
     Ok(())
+}
+
+/// Mirrors the elector's view of this replica into the metrics (the
+/// `controller_leader` gauge and `/readyz`).
+async fn publish_role(mut role: watch::Receiver<Role>, metrics: Arc<Metrics>) {
+    loop {
+        metrics.set_role(*role.borrow_and_update());
+        if role.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Releases the Lease if this replica holds it, waiting a few seconds at

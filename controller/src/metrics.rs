@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::allocator::PoolStats;
+use crate::leader::Role;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
@@ -43,8 +44,11 @@ pub struct Metrics {
     failures: Family<ReasonLabels, Counter>,
     config_stale: Gauge,
     config_rejections: Counter,
-    /// Ready once this replica leads and has rebuilt its state.
-    ready: AtomicBool,
+    leader: Gauge,
+    /// What the elector last found this replica to be.
+    role: Mutex<Role>,
+    /// The allocator was rebuilt from the Services' statuses.
+    restored: AtomicBool,
     // Serialises `observe_pools`, which clears and refills the families.
     pools_lock: Mutex<()>,
 }
@@ -66,6 +70,12 @@ impl Metrics {
         let failures = Family::default();
         let config_stale = Gauge::default();
         let config_rejections = Counter::default();
+        let leader = Gauge::default();
+        registry.register(
+            "controller_leader",
+            "1 while this replica holds the leader Lease and may write, else 0",
+            leader.clone(),
+        );
         registry.register(
             "pool_addresses_total",
             "Addresses a pool may hand out",
@@ -110,7 +120,9 @@ impl Metrics {
             failures,
             config_stale,
             config_rejections,
-            ready: AtomicBool::new(false),
+            leader,
+            role: Mutex::new(Role::Candidate),
+            restored: AtomicBool::new(false),
             pools_lock: Mutex::new(()),
         }
     }
@@ -161,9 +173,26 @@ impl Metrics {
         }
     }
 
-    /// Marks the controller ready (`/readyz` answers 200).
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+    /// Records this replica's role (and the `controller_leader` gauge).
+    pub fn set_role(&self, role: Role) {
+        *self.role.lock().unwrap_or_else(|e| e.into_inner()) = role;
+        self.leader.set(i64::from(role == Role::Leader));
+    }
+
+    /// Records that the allocator was rebuilt from the Services' statuses.
+    pub fn set_restored(&self, restored: bool) {
+        self.restored.store(restored, Ordering::Relaxed);
+    }
+
+    /// Whether `/readyz` answers 200: a standby that reaches the API server
+    /// is ready (so a two-replica Deployment can roll), a leader once it has
+    /// rebuilt its allocator.
+    pub fn is_ready(&self) -> bool {
+        match *self.role.lock().unwrap_or_else(|e| e.into_inner()) {
+            Role::Candidate => false,
+            Role::Standby => true,
+            Role::Leader => self.restored.load(Ordering::Relaxed),
+        }
     }
 
     /// The metrics in Prometheus text format.
@@ -203,10 +232,10 @@ async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
 }
 
 async fn ready(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    if metrics.ready.load(Ordering::Relaxed) {
+    if metrics.is_ready() {
         (StatusCode::OK, "ready")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not leading")
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
     }
 }
 
@@ -232,6 +261,33 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    async fn readyz(metrics: &Arc<Metrics>) -> StatusCode {
+        ready(State(metrics.clone())).await.into_response().status()
+    }
+
+    #[tokio::test]
+    async fn a_healthy_standby_is_ready_and_says_it_does_not_lead() {
+        let metrics = Arc::new(Metrics::new());
+        assert_eq!(readyz(&metrics).await, StatusCode::SERVICE_UNAVAILABLE);
+        metrics.set_role(Role::Standby);
+        assert_eq!(readyz(&metrics).await, StatusCode::OK);
+        assert!(
+            metrics.render().contains("ferrolb_controller_leader 0\n"),
+            "{}",
+            metrics.render()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_leader_is_ready_once_it_rebuilt_its_allocator() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_role(Role::Leader);
+        assert_eq!(readyz(&metrics).await, StatusCode::SERVICE_UNAVAILABLE);
+        metrics.set_restored(true);
+        assert_eq!(readyz(&metrics).await, StatusCode::OK);
+        assert!(metrics.render().contains("ferrolb_controller_leader 1\n"));
     }
 
     #[test]

@@ -117,22 +117,30 @@ pub fn plan(desire: &Desire, observed: &[IpAddr], allocator: &mut Allocator) -> 
     }
     match allocator.assign(request) {
         Ok(allocation) => {
+            // What the Service had: what this allocator gave it, if it gave
+            // it anything; only otherwise what its status shows. A status
+            // read from a cache older than this controller's own write
+            // shows less than the Service has, and is no news.
+            let before: &[IpAddr] = match &held_before {
+                Some(held) => &held.addresses,
+                None => observed,
+            };
             let gained: Vec<IpAddr> = allocation
                 .addresses
                 .iter()
-                .filter(|ip| !observed.contains(ip))
+                .filter(|ip| !before.contains(ip))
                 .copied()
                 .collect();
-            let lost = observed.iter().any(|ip| !allocation.addresses.contains(ip));
+            let lost = before.iter().any(|ip| !allocation.addresses.contains(ip));
             let pool = allocation.pool.0.clone();
-            let notice = if observed.is_empty() {
+            let notice = if before.is_empty() {
                 Some(Notice::Allocated {
                     addresses: allocation.addresses.clone(),
                     pool,
                 })
             } else if lost {
                 Some(Notice::Moved {
-                    from: observed.to_vec(),
+                    from: before.to_vec(),
                     to: allocation.addresses.clone(),
                     pool,
                 })
@@ -140,7 +148,7 @@ pub fn plan(desire: &Desire, observed: &[IpAddr], allocator: &mut Allocator) -> 
                 // Nothing was taken away: not a move, and not worth a Warning.
                 Some(Notice::Extended {
                     added: gained,
-                    kept: observed.to_vec(),
+                    kept: before.to_vec(),
                     pool,
                 })
             } else {
@@ -240,6 +248,17 @@ mod tests {
         assert_eq!(again.addresses, first.addresses);
         assert_eq!(again.notice, None);
         assert!(!again.freed);
+    }
+
+    #[test]
+    fn a_status_read_before_this_controllers_own_write_is_no_news() {
+        let mut alloc = pools(ONE_POOL);
+        let first = plan(&Desire::Serve(lb("web")), &[], &mut alloc);
+        assert!(matches!(first.notice, Some(Notice::Allocated { .. })));
+        // The cache still shows the Service as it was before the write.
+        let stale = plan(&Desire::Serve(lb("web")), &[], &mut alloc);
+        assert_eq!(stale.addresses, first.addresses);
+        assert_eq!(stale.notice, None);
     }
 
     #[test]

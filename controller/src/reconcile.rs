@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
 use crate::allocator::Allocator;
+use crate::leader::{Fence, FenceError};
 use crate::metrics::Metrics;
 use crate::plan::{Desire, Notice, plan};
 use crate::status;
@@ -34,14 +35,25 @@ use crate::status;
 /// Why a reconcile failed; the Service is retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    /// Writing the Service's status failed.
+    /// Writing the Service's status failed or was not made: this replica
+    /// does not lead, the API server did not answer in time, or it refused
+    /// a write planned from a Service that changed since (409).
     #[error("writing the status of {service}: {source}")]
     WriteStatus {
         /// The Service.
         service: ServiceKey,
-        /// The API error.
-        source: kube::Error,
+        /// Why.
+        source: FenceError,
     },
+}
+
+impl ReconcileError {
+    /// Whether the write was planned from stale state and refused (409).
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            ReconcileError::WriteStatus { source, .. } => source.is_conflict(),
+        }
+    }
 }
 
 /// What every reconcile shares.
@@ -52,6 +64,8 @@ pub struct Context {
     pub allocator: Mutex<Allocator>,
     /// Publishes events on Services and the ConfigMap.
     pub events: EventPublisher,
+    /// Lets writes through only while this replica leads.
+    pub fence: Fence,
     /// The exported metrics.
     pub metrics: Arc<Metrics>,
     /// Asks for a reconcile of every Service (addresses were freed, or the
@@ -66,26 +80,66 @@ impl Context {
         self.allocator.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Publishes an event, logging rather than failing when it cannot.
+    /// Publishes an event while this replica leads, logging rather than
+    /// failing when it cannot. Returns whether it is a new event (not a
+    /// repeat counted in an existing one's series).
     pub async fn publish<K: Resource<DynamicType = ()>>(
         &self,
         object: &K,
         type_: EventType,
         reason: &str,
         note: String,
-    ) {
-        if let Err(e) = self
-            .events
-            .publish(&object.object_ref(&()), type_, reason, note)
+    ) -> bool {
+        let regarding = object.object_ref(&());
+        match self
+            .fence
+            .guard(self.events.publish(&regarding, type_, reason, note))
             .await
         {
-            warn!(reason, error = %e, "could not publish event");
+            Ok(publication) => publication == Publication::New,
+            Err(e) => {
+                warn!(reason, error = %e, "could not publish event");
+                false
+            }
         }
     }
 }
 
 /// How long an event may be repeated as a series rather than anew.
 const REPEAT_WINDOW: Duration = Duration::from_secs(6 * 60);
+
+/// How often a repeated event's series count is written: repeats in
+/// between are counted here, not each written (a pending Service is woken
+/// whenever any address is freed, and one write per wake-up per pending
+/// Service would load the API server for nothing).
+const SERIES_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The longest note the API server accepts, in bytes.
+pub const NOTE_LIMIT: usize = 1024;
+
+/// `note` cut to the API server's limit, ending with an ellipsis when cut.
+pub fn cut_note(mut note: String) -> String {
+    const ELLIPSIS: char = '…';
+    if note.len() <= NOTE_LIMIT {
+        return note;
+    }
+    let mut cut = NOTE_LIMIT - ELLIPSIS.len_utf8();
+    while !note.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    note.truncate(cut);
+    note.push(ELLIPSIS);
+    note
+}
+
+/// Whether a published event was new or a repeat of a recent one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publication {
+    /// Created as a new event.
+    New,
+    /// Counted in the series of an identical recent event.
+    Repeated,
+}
 
 /// What makes two events the same event, repeated: the object, the type,
 /// the reason and the note (as client-go's recorder keys them).
@@ -106,10 +160,14 @@ struct Published {
     name: String,
     count: i32,
     last: tokio::time::Instant,
+    /// When the series count was last written.
+    written: tokio::time::Instant,
 }
 
 /// Publishes `events.k8s.io/v1` events: an event identical to one published
-/// recently bumps its series count; one whose note differs is a new event.
+/// recently bumps its series count (written at most every
+/// [`SERIES_INTERVAL`]); one whose note differs is a new event. Notes are cut
+/// to the API server's limit.
 ///
 /// kube's `Recorder` keys repeats without the note, so a second, different
 /// message (a config refused for another reason, an address that moved
@@ -149,7 +207,8 @@ impl EventPublisher {
         type_: EventType,
         reason: &str,
         note: String,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<Publication, kube::Error> {
+        let note = cut_note(note);
         let key = EventKey {
             kind: regarding.kind.clone(),
             namespace: regarding.namespace.clone(),
@@ -175,11 +234,18 @@ impl EventPublisher {
                 .map(|p| {
                     p.count += 1;
                     p.last = now;
-                    (p.namespace.clone(), p.name.clone(), p.count)
+                    let due = now.duration_since(p.written) >= SERIES_INTERVAL;
+                    if due {
+                        p.written = now;
+                    }
+                    (p.namespace.clone(), p.name.clone(), p.count, due)
                 })
         };
         let stamp = MicroTime(Timestamp::now());
-        if let Some((namespace, name, count)) = repeat {
+        if let Some((namespace, name, count, due)) = repeat {
+            if !due {
+                return Ok(Publication::Repeated);
+            }
             let series =
                 json!({ "series": EventSeries { count, last_observed_time: stamp.clone() } });
             match Api::<K8sEvent>::namespaced(self.client.clone(), &namespace)
@@ -188,7 +254,7 @@ impl EventPublisher {
             {
                 // The API server expired it: publish it anew.
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
-                other => return other.map(|_| ()),
+                other => return other.map(|_| Publication::Repeated),
             }
         }
         let namespace = regarding
@@ -232,13 +298,14 @@ impl EventPublisher {
             name,
             count: 1,
             last: now,
+            written: now,
         };
         self.recent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .events
             .insert(key, published);
-        Ok(())
+        Ok(Publication::New)
     }
 }
 
@@ -307,15 +374,24 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
     // wrote; ferrolb clears only what it held.
     let ours = matches!(desire, Desire::Serve(_) | Desire::Invalid(..)) || plan.freed;
     let desired = status::desired(&plan.addresses);
+    let mut wrote = false;
     if ours && status::differs(&service, &desired) {
-        let patch = json!({ "status": { "loadBalancer": { "ingress": desired.ingress } } });
-        Api::<Service>::namespaced(ctx.client.clone(), &key.namespace)
-            .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+        // The write carries the resourceVersion it was planned from: if the
+        // Service changed since (or a newer leader wrote it), the API server
+        // refuses it and the reconcile runs again on the fresh object.
+        let patch = json!({
+            "metadata": { "resourceVersion": service.metadata.resource_version },
+            "status": { "loadBalancer": { "ingress": desired.ingress } },
+        });
+        let api = Api::<Service>::namespaced(ctx.client.clone(), &key.namespace);
+        ctx.fence
+            .guard(api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch)))
             .await
             .map_err(|source| ReconcileError::WriteStatus {
                 service: key.clone(),
                 source,
             })?;
+        wrote = true;
     }
     if plan.freed {
         if let Desire::NotServed(_) = desire {
@@ -324,6 +400,9 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
         let _ = ctx.wake.send(());
     }
     match plan.notice {
+        // What a Service gained is news only when this write gave it.
+        Some(Notice::Allocated { .. } | Notice::Extended { .. } | Notice::Moved { .. })
+            if !wrote => {}
         Some(Notice::Allocated { addresses, pool }) => {
             let shown = join(&addresses);
             info!(service = %key, ip = %shown, pool = %pool, "allocated");
@@ -351,23 +430,35 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
                 .await;
         }
         Some(Notice::Failed { reason, message }) => {
-            warn!(service = %key, reason, "{message}");
-            ctx.metrics.failed(reason);
-            ctx.publish(
-                service.as_ref(),
-                EventType::Warning,
-                "AllocationFailed",
-                message,
-            )
-            .await;
+            // Counted and logged once per cause: a pending Service is
+            // reconciled on every wake-up, and the repeat only adds to the
+            // event's series.
+            if ctx
+                .publish(
+                    service.as_ref(),
+                    EventType::Warning,
+                    "AllocationFailed",
+                    message.clone(),
+                )
+                .await
+            {
+                warn!(service = %key, reason, "{message}");
+                ctx.metrics.failed(reason);
+            }
         }
         None => {}
     }
     Ok(Action::await_change())
 }
 
-/// Retries a failed reconcile after a pause.
+/// Retries a failed reconcile after a pause; a write refused as planned
+/// from stale state is re-planned soon (the watch brings the fresh object,
+/// which also triggers a reconcile).
 pub fn error_policy(_service: Arc<Service>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    if error.is_conflict() {
+        info!(error = %error, "the Service changed since it was read; planning again");
+        return Action::requeue(Duration::from_millis(200));
+    }
     warn!(error = %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(2))
 }
@@ -451,4 +542,25 @@ fn join(addresses: &[std::net::IpAddr]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_within_the_limit_is_kept_whole() {
+        let note = "x".repeat(NOTE_LIMIT);
+        assert_eq!(cut_note(note.clone()), note);
+    }
+
+    #[test]
+    fn a_long_note_is_cut_to_the_limit_with_an_ellipsis_on_a_char_boundary() {
+        // Multi-byte characters straddle the cut.
+        let note = "é".repeat(NOTE_LIMIT);
+        let cut = cut_note(note);
+        assert!(cut.len() <= NOTE_LIMIT, "{} bytes", cut.len());
+        assert!(cut.len() >= NOTE_LIMIT - 4);
+        assert!(cut.ends_with("é…"));
+    }
 }

@@ -49,6 +49,64 @@ impl OwnControlPlane {
     }
 }
 
+impl OwnControlPlane {
+    /// Restarts this instance's kube-apiserver with the same flags (etcd and
+    /// its data stay): clients see their connections drop and their watches
+    /// end, and must come back. Returns once the new one answers.
+    pub fn restart_api_server(&self) {
+        let pid = self.api_server_pid();
+        let cmdline =
+            std::fs::read(format!("/proc/{pid}/cmdline")).expect("kube-apiserver cmdline");
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.run_dir.join("kube-apiserver.log"))
+            .expect("open kube-apiserver.log");
+        let child = Command::new("setsid")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("start kube-apiserver again");
+        // `setsid` execs the API server when it is not a group leader, so
+        // the child's pid is the API server's.
+        std::fs::write(
+            self.run_dir.join("kube-apiserver.pid"),
+            child.id().to_string(),
+        )
+        .expect("write kube-apiserver.pid");
+        // Reaped when `down` stops it, so no zombie outlives it.
+        let mut child = child;
+        std::thread::spawn(move || child.wait());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let ready = self
+                .kubectl_command()
+                .args(["get", "--raw", "/readyz"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ready {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kube-apiserver not ready 90 s after its restart"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
 impl Drop for OwnControlPlane {
     fn drop(&mut self) {
         let _ = Command::new(script())

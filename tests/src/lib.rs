@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod control_plane;
 pub mod daemons;
+pub mod invariants;
 pub mod netns;
 pub mod objects;
 pub mod real_cluster;

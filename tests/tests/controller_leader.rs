@@ -1,6 +1,10 @@
-//! Two controller replicas: exactly one leads and allocates (the other's
-//! `/readyz` answers 503); when the leader dies the other takes the Lease
-//! once it expires (6 s) and allocates the next Service.
+//! Two controller replicas: exactly one leads and allocates, both are Ready
+//! (so the Deployment can roll), and `ferrolb_controller_leader` says which
+//! leads. When the leader dies the other takes the Lease once it expires:
+//! between the lease duration minus one retry period and the lease duration
+//! plus one retry period after the death (`leader.rs` gives the argument);
+//! when the leader is stopped it hands the Lease over, and the other leads
+//! well before the lease could have expired.
 
 mod controller_support;
 
@@ -12,6 +16,7 @@ use controller_support::{
 };
 use ferrolb_e2e::objects::{LoadBalancer, namespace};
 use ferrolb_e2e::wait_for;
+use serde::Deserialize;
 
 const CONFIG: &str = "\
 address-pools:
@@ -21,14 +26,39 @@ address-pools:
   - 198.51.100.10-198.51.100.20
 ";
 
-/// Waits until exactly one replica is ready (the other's `/readyz` answers
-/// 503 while it waits to lead) and returns its index.
+/// The controller's Lease timing (`leader.rs`): lease duration and retry
+/// period.
+const LEASE: Duration = Duration::from_secs(15);
+const RETRY: Duration = Duration::from_secs(3);
+/// What the measurement adds to a takeover: one Lease request on a loaded
+/// machine and this test's 100 ms polling of `/metrics`.
+const MEASURE: Duration = Duration::from_secs(1);
+
+/// Waits until exactly one replica leads and both are Ready (a healthy
+/// standby is Ready), and returns the leader's index.
 async fn the_leader(replicas: &[Controller; 2]) -> usize {
-    wait_for("one ready replica", Duration::from_secs(60), || async {
-        match [replicas[0].readyz().await, replicas[1].readyz().await] {
-            [Some(200), Some(503)] => Ok(0),
-            [Some(503), Some(200)] => Ok(1),
-            other => Err(format!("/readyz answers {other:?}")),
+    wait_for(
+        "one leader, both ready",
+        Duration::from_secs(60),
+        || async {
+            let leading = [replicas[0].leads().await, replicas[1].leads().await];
+            let ready = [replicas[0].readyz().await, replicas[1].readyz().await];
+            match (leading, ready) {
+                ([Some(true), Some(false)], [Some(200), Some(200)]) => Ok(0),
+                ([Some(false), Some(true)], [Some(200), Some(200)]) => Ok(1),
+                other => Err(format!("leading, /readyz: {other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until replica `r` leads; returns when that was first seen.
+async fn wait_leading(r: &Controller) -> Instant {
+    wait_for("the standby to lead", Duration::from_secs(60), || async {
+        match r.leads().await {
+            Some(true) => Ok(Instant::now()),
+            other => Err(format!("leading: {other:?}")),
         }
     })
     .await
@@ -48,7 +78,7 @@ async fn one_replica_allocates_and_the_other_takes_over_when_it_dies() {
     let ns = namespace(&client, "leader").await;
     let key = |name: &str| format!("{ns}/{name}");
 
-    // One becomes ready; the other stays unready while it waits to lead.
+    // One leads; both are ready.
     let leader = the_leader(&replicas).await;
     let standby = 1 - leader;
 
@@ -67,28 +97,21 @@ async fn one_replica_allocates_and_the_other_takes_over_when_it_dies() {
         Some(0.0),
         "the standby allocated"
     );
-    assert_eq!(replicas[standby].readyz().await, Some(503));
+    assert_eq!(replicas[standby].readyz().await, Some(200));
 
     // The leader dies without a word; the standby waits out the Lease it
     // last saw renewed, then leads.
     replicas[leader].kill();
     let killed = Instant::now();
-    wait_for("the standby to lead", Duration::from_secs(30), || async {
-        match replicas[standby].readyz().await {
-            Some(200) => Ok(()),
-            other => Err(format!("/readyz answers {other:?}")),
-        }
-    })
-    .await;
-    let takeover = killed.elapsed();
-    eprintln!("takeover after {takeover:.1?}");
+    let takeover = wait_leading(&replicas[standby]).await - killed;
+    eprintln!("takeover after {takeover:.1?} (lease {LEASE:?}, retry {RETRY:?})");
     assert!(
-        takeover >= Duration::from_secs(2),
-        "took over after {takeover:?}, before the 6 s Lease could expire"
+        takeover >= LEASE - RETRY,
+        "took over after {takeover:?}, before the Lease could expire"
     );
     assert!(
-        takeover <= Duration::from_secs(20),
-        "took over after {takeover:?}"
+        takeover <= LEASE + RETRY + MEASURE,
+        "took over after {takeover:?}: more than a lease and a retry period"
     );
 
     create_all(&client, &ns, vec![LoadBalancer::new("second").build()]).await;
@@ -120,6 +143,7 @@ async fn a_leader_that_is_stopped_hands_the_lease_over() {
     // A rolling update: the kubelet sends SIGTERM. The leader stops
     // allocating, then empties the Lease, so the standby need not wait for
     // it to expire.
+    let stopped = Instant::now();
     assert!(replicas[leader].daemon.terminate(), "a clean stop exits 0");
     assert!(
         replicas[leader]
@@ -146,15 +170,39 @@ async fn a_leader_that_is_stopped_hands_the_lease_over() {
     )
     .await;
     assert_eq!(holder, replicas[standby].identity);
-    wait_for(
-        "the standby to be ready",
-        Duration::from_secs(30),
-        || async {
-            match replicas[standby].readyz().await {
-                Some(200) => Ok(()),
-                other => Err(format!("/readyz answers {other:?}")),
-            }
-        },
-    )
-    .await;
+    let takeover = wait_leading(&replicas[standby]).await - stopped;
+    eprintln!("handover after {takeover:.1?} (lease {LEASE:?})");
+    assert!(
+        takeover < LEASE,
+        "handed over after {takeover:?}: no faster than an expiry"
+    );
+    assert!(
+        takeover <= RETRY + MEASURE,
+        "handed over after {takeover:?}: the standby reads the Lease every {RETRY:?}"
+    );
+    assert_eq!(replicas[standby].readyz().await, Some(200));
+}
+
+/// What the Deployment's kubelet probes is what these tests check.
+#[test]
+fn the_deployment_probes_readyz_on_the_metrics_port() {
+    let path = format!("{}/../deploy/ferrolb.yaml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("read deploy/ferrolb.yaml");
+    let deployment: serde_json::Value = serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde_json::Value::deserialize(doc).expect("YAML document"))
+        .find(|doc| doc["kind"] == "Deployment" && doc["metadata"]["name"] == "controller")
+        .expect("the controller Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2, "two replicas, one leads");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let probe = &container["readinessProbe"]["httpGet"];
+    assert_eq!(probe["path"], "/readyz", "{container}");
+    assert_eq!(probe["port"], "metrics");
+    assert!(
+        container["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["name"] == "metrics" && p["containerPort"] == 7472),
+        "{container}"
+    );
 }

@@ -58,6 +58,33 @@ impl Controller {
         }
     }
 
+    /// Starts the controller as replica `identity` inside network namespace
+    /// `netns`, whose only path to the API server is its LAN link (so a test
+    /// can cut it), with its endpoints on the namespace's LAN address.
+    pub fn start_in(cp: &ControlPlane, identity: &str, netns: &ferrolb_e2e::Netns) -> Controller {
+        let metrics = SocketAddr::from((netns.v4, 7472));
+        let address = metrics.to_string();
+        let daemon = Daemon::start(
+            "ferrolb-controller",
+            &["--metrics-address", &address, "--identity", identity],
+            cp,
+            Some(netns),
+        );
+        Controller {
+            daemon,
+            metrics,
+            identity: identity.to_owned(),
+        }
+    }
+
+    /// Whether it says it leads (`None`: its endpoint does not answer).
+    pub async fn leads(&self) -> Option<bool> {
+        match self.get("/metrics").await {
+            Ok((200, text)) => sample_value(&text, "ferrolb_controller_leader").map(|v| v == 1.0),
+            _ => None,
+        }
+    }
+
     /// `GET path` on the metrics endpoint: status code and body, or why not.
     pub async fn get(&self, path: &str) -> Result<(u16, String), String> {
         http_get(self.metrics, path).await
