@@ -7,11 +7,13 @@
 //! range, so a pool may hold whole IPv6 /64s; every refusal names the field
 //! at fault ([`ConfigError`]) or the Service and annotation ([`RequestError`]).
 
+pub mod budget;
 pub mod check;
 pub mod pool;
 pub mod range;
 mod raw;
 pub mod request;
+pub mod special;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -23,6 +25,7 @@ pub use request::{
     FamilyPolicy, NotServed, Origin, Port, Protocol, RequestError, RequestProblem, Served,
     ServiceKey, ServiceRequest, SharingKey, TrafficPolicy,
 };
+pub use special::{SPECIAL_RANGES, SpecialPurpose, SpecialRange};
 pub use validate::{
     CONFIG_KEY, Concern, ConfigError, ConfigErrors, ConfigPath, ConfigWarning, Reason,
     TextPosition, Validated,

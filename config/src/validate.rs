@@ -10,9 +10,11 @@ use std::fmt;
 use serde_yaml::Value;
 
 use crate::Config;
+use crate::budget::{self, Limit};
 use crate::pool::{self, LabelOperator, LabelRequirement, NodeSelector, Pool, PoolName};
 use crate::range::{AddressError, AddressRange, Family};
 use crate::raw::{RawConfig, RawManifest, RawNodeSelector, RawPool, RawRequirement};
+use crate::special::{SpecialPurpose, SpecialRange};
 
 /// The key of the ConfigMap's `data` holding the YAML document.
 pub const CONFIG_KEY: &str = "config";
@@ -110,6 +112,13 @@ pub enum Reason {
         /// What it found wrong.
         message: String,
     },
+    /// A text too long, or whose YAML aliases expand too far, to be read
+    /// within bounded time and memory.
+    #[error("{limit}")]
+    TooLarge {
+        /// The bound it broke.
+        limit: Limit,
+    },
     /// A manifest of another kind than ConfigMap.
     #[error("this manifest is a {kind}, not a ConfigMap")]
     NotAConfigMap {
@@ -173,6 +182,29 @@ pub enum Reason {
         /// The addresses both hold.
         shared: AddressRange,
     },
+    /// An entry holding every address of its family (`0.0.0.0/0`, `::/0`).
+    #[error(
+        "{range} is every {family} address, not a pool; list the addresses set aside for load balancers on this network"
+    )]
+    WholeInternet {
+        /// The entry as written.
+        range: String,
+        /// Its family.
+        family: Family,
+    },
+    /// An entry holding special-purpose addresses (loopback, multicast, …),
+    /// which no node may answer ARP or NDP for.
+    #[error("{}", special_purpose_message(range, whole, special, shared))]
+    SpecialPurpose {
+        /// The entry as written.
+        range: String,
+        /// The addresses it means.
+        whole: AddressRange,
+        /// The special-purpose range it reaches into.
+        special: SpecialRange,
+        /// The addresses both hold.
+        shared: AddressRange,
+    },
     /// A `match-expressions` entry without a key.
     #[error("the match expression has no key")]
     SelectorWithoutKey,
@@ -209,6 +241,7 @@ impl Reason {
     pub fn label(&self) -> &'static str {
         match self {
             Reason::Unreadable { .. } => "unreadable",
+            Reason::TooLarge { .. } => "too_large",
             Reason::NotAConfigMap { .. } => "not_a_configmap",
             Reason::NoConfigKey { .. } => "no_config_key",
             Reason::BgpNotSupported { .. } => "bgp_not_supported",
@@ -220,12 +253,30 @@ impl Reason {
             Reason::NoAddresses => "no_addresses",
             Reason::BadAddress(_) => "bad_address",
             Reason::Overlap { .. } => "overlap",
+            Reason::WholeInternet { .. } | Reason::SpecialPurpose { .. } => "special_purpose",
             Reason::SelectorWithoutKey
             | Reason::UnknownOperator { .. }
             | Reason::OperatorNeedsValues { .. }
             | Reason::OperatorTakesNoValues { .. } => "bad_node_selector",
             Reason::BadInterfaceName { .. } => "bad_interface",
         }
+    }
+}
+
+/// `127.0.0.0/24 lies in the loopback range 127.0.0.0/8 (…)`, or `… reaches
+/// into …; it holds …` when only part of the entry is special.
+fn special_purpose_message(
+    range: &str,
+    whole: &AddressRange,
+    special: &SpecialRange,
+    shared: &AddressRange,
+) -> String {
+    if shared != whole {
+        format!("{range} reaches into {special}; it holds {shared}")
+    } else if *whole == special.range() && whole.size() == 1 {
+        format!("{range} is {special}")
+    } else {
+        format!("{range} lies in {special}")
     }
 }
 
@@ -415,6 +466,9 @@ pub fn from_configmap_data(data: &BTreeMap<String, String>) -> Result<Validated,
 /// ConfigMap`, config under `data.config`) or a bare config document, and
 /// validates the config. Says which it was, when that could be told.
 pub fn read_file(text: &str) -> (Option<Source>, Result<Validated, ConfigErrors>) {
+    if let Err(e) = within_budget(text) {
+        return (None, Err(e));
+    }
     let value: Value = match serde_yaml::from_str(text) {
         Ok(value) => value,
         Err(e) => return (None, Err(unreadable(&e, None))),
@@ -446,6 +500,7 @@ pub fn read_file(text: &str) -> (Option<Source>, Result<Validated, ConfigErrors>
 /// Reads YAML text into the raw structs; `within` names the field the text
 /// came from, for positions.
 fn read_document(text: &str, within: Option<&'static str>) -> Result<RawConfig, ConfigErrors> {
+    within_budget(text)?;
     // Reading a `Value` first catches duplicate keys anywhere, and tells an
     // empty document (a valid, empty config) from a wrong one.
     let value: Value = serde_yaml::from_str(text).map_err(|e| unreadable(&e, within))?;
@@ -454,6 +509,13 @@ fn read_document(text: &str, within: Option<&'static str>) -> Result<RawConfig, 
     }
     // From the text again, not from `value`: only the text has positions.
     serde_yaml::from_str(text).map_err(|e| unreadable(&e, within))
+}
+
+/// Refuses a text that would cost too much to read; the one gate every
+/// reading of a text passes first.
+fn within_budget(text: &str) -> Result<(), ConfigErrors> {
+    budget::check(text)
+        .map_err(|limit| ConfigErrors::one(ConfigPath::default(), Reason::TooLarge { limit }))
 }
 
 /// A YAML reader's error, with its position relative to `within`.
@@ -675,6 +737,10 @@ fn pool(
         let at = path(&format!(".addresses[{j}]"));
         match AddressRange::parse(text) {
             Ok(parsed) => {
+                if let Some(reason) = special_purpose(parsed.range, text.trim()) {
+                    v.error(at, reason);
+                    continue;
+                }
                 if parsed.host_bits_set {
                     let concern = Concern::HostBitsSet {
                         written: text.trim().to_owned(),
@@ -714,6 +780,22 @@ fn pool(
         }
     }
     (v.errors.len() == errors_before).then_some(pool)
+}
+
+/// Why a pool may not hold `range` (written as `text`), if it may not.
+fn special_purpose(range: AddressRange, text: &str) -> Option<Reason> {
+    if range.prefix_len() == Some(0) {
+        return Some(Reason::WholeInternet {
+            range: text.to_owned(),
+            family: range.family(),
+        });
+    }
+    SpecialPurpose::within(&range).map(|(special, shared)| Reason::SpecialPurpose {
+        range: text.to_owned(),
+        whole: range,
+        special,
+        shared,
+    })
 }
 
 /// One node selector; errors are recorded, bad requirements dropped.

@@ -4,6 +4,12 @@
 //! burst a newly owned address gets. It makes no ownership decisions: it
 //! announces exactly what the `watch` channel says, from the moment it says it.
 //!
+//! Before it first announces an address it probes it (RFC 5227 ARP probe,
+//! RFC 4862 DAD) and refuses it if a station that is no speaker answers;
+//! while announcing, a speaker's MAC claiming an owned address is a split
+//! brain (counted, and the address announced again), any other MAC an IP
+//! conflict (counted and reported once per MAC as a [`WireEvent`]).
+//!
 //! Start with [`Announcer::new`] and [`Announcer::run`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -11,16 +17,18 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::interfaces::{self, Eligibility, InterfaceFacts, permits};
-use crate::respond::{self, DropReason, Interface, OwnedAddresses, Verdict, respond};
+use crate::respond::{
+    self, Claimant, Conflict, DropReason, Interface, OwnedAddresses, Speakers, Verdict, respond,
+};
 use crate::socket::{Listen, PacketSocket, Received, SocketError, SolicitedNodeGroups};
-use crate::wire::Frame;
+use crate::wire::{Frame, MacAddr};
 
 /// The addresses this node should announce now, each with the interfaces its
 /// pool allows (empty: every suitable interface). Whoever decides ownership
@@ -28,6 +36,9 @@ use crate::wire::Frame;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Announcements {
     addresses: BTreeMap<IpAddr, BTreeSet<String>>,
+    /// Addresses this node takes over from another speaker: announced at
+    /// once, without the conflict probe.
+    takeovers: BTreeSet<IpAddr>,
 }
 
 impl Announcements {
@@ -56,8 +67,25 @@ impl Announcements {
         }
     }
 
+    /// Marks an announced `address` as taken over from another speaker
+    /// that held it: the announcer sends it out at once instead of probing
+    /// first. A takeover is a failover and must not wait; the probe guards
+    /// first announcements, and the speaker that held the address is no
+    /// conflict.
+    pub fn take_over(&mut self, address: IpAddr) {
+        if self.addresses.contains_key(&address) {
+            self.takeovers.insert(address);
+        }
+    }
+
+    /// Whether `address` was marked with [`Announcements::take_over`].
+    pub fn is_takeover(&self, address: IpAddr) -> bool {
+        self.takeovers.contains(&address)
+    }
+
     /// Stops announcing `address`; false if it was not announced.
     pub fn withdraw(&mut self, address: IpAddr) -> bool {
+        self.takeovers.remove(&address);
         self.addresses.remove(&address).is_some()
     }
 
@@ -143,18 +171,48 @@ pub struct Settings {
     /// (1 s), so a repeat always lands outside a lock window some other
     /// update opened on a client.
     pub gratuitous_interval: Duration,
+    /// How long a first announcement waits for an answer to its conflict
+    /// probe; zero announces without probing. Takeovers never probe.
+    pub probe_window: Duration,
+    /// How long an address found in use waits before it is probed again.
+    pub probe_retry: Duration,
+    /// Gratuitous frames sent again for every owned address this often, so
+    /// that switches keep the node's MAC in their tables; `None`: never
+    /// (MetalLB never does).
+    pub refresh_interval: Option<Duration>,
 }
 
 impl Default for Settings {
     /// Rescan every 5 s; five gratuitous frames 1.1 s apart (≈4.4 s), as
-    /// MetalLB sends them.
+    /// MetalLB sends them; a 150 ms probe (a host on the LAN answers ARP in
+    /// well under a millisecond; the failover budget is one second), retried
+    /// every 30 s; no refresh.
     fn default() -> Settings {
         Settings {
             rescan_interval: Duration::from_secs(5),
             gratuitous_rounds: 5,
             gratuitous_interval: Duration::from_millis(1100),
+            probe_window: Duration::from_millis(150),
+            probe_retry: Duration::from_secs(30),
+            refresh_interval: None,
         }
     }
+}
+
+/// What the announcer saw on the wire that the cluster should hear of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireEvent {
+    /// A station that is no ferrolb speaker uses `address`: it answered the
+    /// probe (`announced` false: the address is not announced) or claimed
+    /// the address while this node announced it. Sent once per MAC.
+    IpConflict {
+        /// The address in use.
+        address: IpAddr,
+        /// The station's MAC.
+        mac: MacAddr,
+        /// Whether this node announces the address anyway.
+        announced: bool,
+    },
 }
 
 /// What happened for one announced address, summed over interfaces. Named
@@ -182,6 +240,12 @@ pub struct CountersSnapshot {
     pub drops: BTreeMap<&'static str, u64>,
     /// Frames the kernel refused to send.
     pub send_errors: u64,
+    /// Split brains seen: another speaker's MAC claiming an announced
+    /// address, once per address, MAC and episode.
+    pub split_brains: u64,
+    /// IP conflicts seen: a station that is no speaker using an address
+    /// this node announces or probed, once per address and MAC.
+    pub ip_conflicts: u64,
 }
 
 /// The announcer's counters, shared with the metrics exporter.
@@ -213,6 +277,14 @@ impl Counters {
 
     fn send_failed(&self) {
         self.with(|state| state.send_errors += 1);
+    }
+
+    fn split_brain(&self) {
+        self.with(|state| state.split_brains += 1);
+    }
+
+    fn ip_conflict(&self) {
+        self.with(|state| state.ip_conflicts += 1);
     }
 }
 
@@ -246,6 +318,9 @@ pub struct Announcer {
     settings: Settings,
     counters: Arc<Counters>,
     interfaces: watch::Sender<Vec<InterfaceFacts>>,
+    speakers: watch::Receiver<Speakers>,
+    events: Option<mpsc::UnboundedSender<WireEvent>>,
+    leaving: CancellationToken,
 }
 
 impl Announcer {
@@ -258,7 +333,31 @@ impl Announcer {
             settings,
             counters: Arc::default(),
             interfaces: watch::Sender::new(Vec::new()),
+            speakers: watch::Sender::new(Speakers::default()).subscribe(),
+            events: None,
+            leaving: CancellationToken::new(),
         }
+    }
+
+    /// Follows `speakers`, the MACs of the ferrolb speakers on the LAN, to
+    /// tell a split brain or a handover from an IP conflict. Without it
+    /// every other MAC counts as foreign.
+    pub fn with_speakers(mut self, speakers: watch::Receiver<Speakers>) -> Announcer {
+        self.speakers = speakers;
+        self
+    }
+
+    /// Sends what it sees on the wire (IP conflicts) to `events`.
+    pub fn with_events(mut self, events: mpsc::UnboundedSender<WireEvent>) -> Announcer {
+        self.events = Some(events);
+        self
+    }
+
+    /// Once `leaving` is cancelled this speaker is handing its addresses
+    /// over: other speakers claiming them are expected, not a split brain.
+    pub fn with_leaving(mut self, leaving: CancellationToken) -> Announcer {
+        self.leaving = leaving;
+        self
     }
 
     /// The counters, for the metrics exporter.
@@ -390,6 +489,17 @@ impl Announcer {
                 settings: self.settings.clone(),
                 conflicts_reported: HashMap::new(),
                 send_failing: false,
+                speakers: self.speakers.clone(),
+                events: self.events.clone(),
+                leaving: self.leaving.clone(),
+                probing: OwnedAddresses::new(),
+                probe_due: BTreeSet::new(),
+                foreign_reported: BTreeSet::new(),
+                reannounced: HashMap::new(),
+                next_refresh: None,
+                refused: BTreeMap::new(),
+                probe_until: HashMap::new(),
+                probes_to_send: Vec::new(),
             };
             info!(interface = %name, index = facts.index, %mac, "answering on {name}");
             let task = tokio::spawn(
@@ -481,7 +591,38 @@ struct Responder {
     conflicts_reported: HashMap<IpAddr, (crate::wire::MacAddr, Instant)>,
     /// Whether the last send failed, to log a failing link once.
     send_failing: bool,
+    /// The MACs of the speakers on the LAN.
+    speakers: watch::Receiver<Speakers>,
+    /// Where IP conflicts are reported.
+    events: Option<mpsc::UnboundedSender<WireEvent>>,
+    /// Cancelled when this speaker starts handing over.
+    leaving: CancellationToken,
+    /// Addresses being probed before their first announcement.
+    probing: OwnedAddresses,
+    /// When each probe (or the retry of a refused address) ends.
+    probe_due: BTreeSet<(Instant, IpAddr)>,
+    /// The foreign MACs already reported per address: one event and one
+    /// count each, not one per packet.
+    foreign_reported: BTreeSet<(IpAddr, MacAddr)>,
+    /// When each address was last announced again because of a split brain.
+    reannounced: HashMap<IpAddr, Instant>,
+    /// When the next periodic refresh is due, if refreshing.
+    next_refresh: Option<Instant>,
+    /// Addresses refused because a foreign MAC answered their probe.
+    refused: BTreeMap<IpAddr, MacAddr>,
+    /// The live entry of `probe_due` per address.
+    probe_until: HashMap<IpAddr, Instant>,
+    /// Probes to send at the next turn of the loop.
+    probes_to_send: Vec<IpAddr>,
 }
+
+/// How soon a split brain may make the same address be announced again:
+/// often enough to win back a client within a second, rarely enough that
+/// two speakers that both believe they own it do not flood the LAN.
+const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Frames in the burst a split brain starts.
+const REANNOUNCE_ROUNDS: u32 = 3;
 
 /// How often the same conflict is logged again.
 const CONFLICT_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -496,9 +637,16 @@ impl Responder {
         let mut arp_buf = vec![0u8; FRAME_BUFFER];
         let mut ndp_buf = vec![0u8; FRAME_BUFFER];
         let mut desired_open = true;
+        self.next_refresh = self
+            .settings
+            .refresh_interval
+            .map(|every| Instant::now() + every);
         self.follow(desired);
         loop {
+            self.send_probes(sockets).await;
             let next_burst = self.bursts.next_due();
+            let next_probe = self.probe_due.first().map(|(at, _)| *at);
+            let next_refresh = self.next_refresh;
             tokio::select! {
                 biased;
                 () = stop.cancelled() => return Ok(()),
@@ -508,6 +656,10 @@ impl Responder {
                 }
                 () = tokio::time::sleep_until(next_burst.unwrap_or_else(Instant::now)),
                     if next_burst.is_some() => self.announce_due(sockets).await,
+                () = tokio::time::sleep_until(next_probe.unwrap_or_else(Instant::now)),
+                    if next_probe.is_some() => self.probes_due(),
+                () = tokio::time::sleep_until(next_refresh.unwrap_or_else(Instant::now)),
+                    if next_refresh.is_some() => self.refresh(sockets).await,
                 received = sockets.arp.recv(&mut arp_buf) => {
                     let received = received?;
                     self.answer(&arp_buf, received, sockets, desired).await;
@@ -520,30 +672,102 @@ impl Responder {
         }
     }
 
-    /// Brings `owned`, the multicast groups and the bursts in line with the
-    /// latest announcements.
+    /// Brings `owned`, the probes, the multicast groups and the bursts in
+    /// line with the latest announcements.
     fn follow(&mut self, desired: &mut watch::Receiver<Announcements>) {
-        let now = desired
-            .borrow_and_update()
-            .owned_on(&self.iface.name, &self.eligibility);
+        let announcements = desired.borrow_and_update();
+        let now = announcements.owned_on(&self.iface.name, &self.eligibility);
         let lost: Vec<IpAddr> = self.owned.iter().filter(|a| !now.contains(*a)).collect();
-        let gained: Vec<IpAddr> = now.iter().filter(|a| !self.owned.contains(*a)).collect();
+        let gained: Vec<(IpAddr, bool)> = now
+            .iter()
+            .filter(|a| !self.owned.contains(*a))
+            .map(|a| (a, announcements.is_takeover(a)))
+            .collect();
+        drop(announcements);
         for address in lost {
             self.stop_announcing(address);
         }
+        // Probes and refusals of addresses no longer wanted end quietly.
+        let unwanted: Vec<IpAddr> = self
+            .probing
+            .iter()
+            .chain(self.refused.keys().copied())
+            .filter(|a| !now.contains(*a))
+            .collect();
+        for address in unwanted {
+            self.probing.remove(address);
+            self.refused.remove(&address);
+            self.probe_until.remove(&address);
+        }
         let at = Instant::now();
-        for address in gained {
-            self.owned.insert(address);
-            if let IpAddr::V6(v6) = address
-                && let Err(error) = self.groups.join(v6)
-            {
-                // Still answered where multicast is flooded; not where a
-                // switch snoops MLD.
-                warn!(%error, "solicitations for {address} may not reach {}", self.iface.name);
+        for (address, takeover) in gained {
+            if self.probing.contains(address) || self.refused.contains_key(&address) {
+                if takeover && self.probing.remove(address) {
+                    self.probe_until.remove(&address);
+                    self.start_announcing(address, at);
+                }
+                continue;
             }
-            self.bursts
-                .start(address, at, self.settings.gratuitous_rounds);
-            info!(%address, "announcing {address} on {}", self.iface.name);
+            if takeover || self.settings.probe_window.is_zero() {
+                self.start_announcing(address, at);
+            } else {
+                self.start_probe(address, at);
+            }
+        }
+    }
+
+    fn start_probe(&mut self, address: IpAddr, now: Instant) {
+        self.probing.insert(address);
+        let until = now + self.settings.probe_window;
+        self.probe_until.insert(address, until);
+        self.probe_due.insert((until, address));
+        self.probes_to_send.push(address);
+        debug!(%address, "probing {address} on {} before announcing it", self.iface.name);
+    }
+
+    fn start_announcing(&mut self, address: IpAddr, now: Instant) {
+        self.owned.insert(address);
+        if let IpAddr::V6(v6) = address
+            && let Err(error) = self.groups.join(v6)
+        {
+            // Still answered where multicast is flooded; not where a
+            // switch snoops MLD.
+            warn!(%error, "solicitations for {address} may not reach {}", self.iface.name);
+        }
+        self.bursts
+            .start(address, now, self.settings.gratuitous_rounds);
+        info!(%address, "announcing {address} on {}", self.iface.name);
+    }
+
+    /// Sends the probes queued by [`Responder::start_probe`].
+    async fn send_probes(&mut self, sockets: &Sockets) {
+        for address in std::mem::take(&mut self.probes_to_send) {
+            if self.probing.contains(address) {
+                let frame = respond::probe(&self.iface, address);
+                self.send(sockets, &frame).await;
+            }
+        }
+    }
+
+    /// Ends the probes whose window passed with no foreign answer (the
+    /// address is announced) and probes refused addresses again.
+    fn probes_due(&mut self) {
+        let now = Instant::now();
+        while let Some(&(at, address)) = self.probe_due.first() {
+            if at > now {
+                break;
+            }
+            self.probe_due.pop_first();
+            if self.probe_until.get(&address) != Some(&at) {
+                continue;
+            }
+            self.probe_until.remove(&address);
+            if self.probing.remove(address) {
+                self.start_announcing(address, now);
+            } else if let Some(mac) = self.refused.remove(&address) {
+                debug!(%address, %mac, "probing {address} again");
+                self.start_probe(address, now);
+            }
         }
     }
 
@@ -551,6 +775,8 @@ impl Responder {
         self.owned.remove(address);
         self.bursts.cancel(address);
         self.conflicts_reported.remove(&address);
+        self.reannounced.remove(&address);
+        self.foreign_reported.retain(|(a, _)| *a != address);
         if let IpAddr::V6(v6) = address
             && let Err(error) = self.groups.leave(v6)
         {
@@ -565,14 +791,36 @@ impl Responder {
             .bursts
             .take_due(Instant::now(), self.settings.gratuitous_interval);
         for address in due {
-            if !self.owned.contains(address) {
-                continue;
-            }
-            let frame = respond::announcement(&self.iface, address);
-            if self.send(sockets, &frame).await {
-                self.counters.address(address, |c| c.gratuitous_sent += 1);
-                debug!(%address, "sent gratuitous announcement for {address}");
-            }
+            self.announce(sockets, address).await;
+        }
+    }
+
+    /// Sends one gratuitous frame for an owned address.
+    async fn announce(&mut self, sockets: &Sockets, address: IpAddr) {
+        if !self.owned.contains(address) {
+            return;
+        }
+        let frame = respond::announcement(&self.iface, address);
+        if self.send(sockets, &frame).await {
+            self.counters.address(address, |c| c.gratuitous_sent += 1);
+            debug!(%address, "sent gratuitous announcement for {address}");
+        }
+    }
+
+    /// The periodic refresh: one gratuitous frame per owned address that is
+    /// not in a burst already.
+    async fn refresh(&mut self, sockets: &Sockets) {
+        let (Some(due), Some(every)) = (self.next_refresh, self.settings.refresh_interval) else {
+            return;
+        };
+        self.next_refresh = Some(due + every);
+        let idle: Vec<IpAddr> = self
+            .owned
+            .iter()
+            .filter(|a| !self.bursts.is_pending(*a))
+            .collect();
+        for address in idle {
+            self.announce(sockets, address).await;
         }
     }
 
@@ -590,6 +838,12 @@ impl Responder {
             self.follow(desired);
         }
         let frame = &buf[..received.len];
+        if !self.probing.is_empty()
+            && let Some(conflict) = respond::probe_conflict(frame, &self.iface, &self.probing)
+        {
+            self.probe_answered(conflict);
+            return;
+        }
         match respond(frame, &self.iface, &self.owned) {
             Verdict::Reply(reply) => {
                 let address = reply.address();
@@ -614,31 +868,104 @@ impl Responder {
                     "not answered"
                 );
             }
-            Verdict::Conflict(conflict) => {
-                self.counters
-                    .address(conflict.address, |c| c.conflicts += 1);
+            Verdict::Conflict(conflict) => self.claimed(conflict),
+        }
+    }
+
+    /// Someone answered the probe of an address about to be announced.
+    fn probe_answered(&mut self, conflict: Conflict) {
+        let Conflict { address, mac } = conflict;
+        let claimant = self
+            .speakers
+            .borrow()
+            .claimant(mac, self.leaving.is_cancelled());
+        self.probing.remove(address);
+        self.probe_until.remove(&address);
+        if claimant == Claimant::Foreign {
+            self.refused.insert(address, mac);
+            let retry = Instant::now() + self.settings.probe_retry;
+            self.probe_until.insert(address, retry);
+            self.probe_due.insert((retry, address));
+            self.report_foreign(address, mac, false);
+        } else {
+            // The speaker that held the address answered: a takeover, which
+            // must not wait for the window to end.
+            info!(%address, %mac, claimant = claimant.as_label(), "{address} was held by speaker {mac}; taking it over");
+            self.start_announcing(address, Instant::now());
+        }
+    }
+
+    /// Another station claims an address this node announces.
+    fn claimed(&mut self, conflict: Conflict) {
+        let Conflict { address, mac } = conflict;
+        let claimant = self
+            .speakers
+            .borrow()
+            .claimant(mac, self.leaving.is_cancelled());
+        match claimant {
+            Claimant::Handover | Claimant::ThisNode => {
+                debug!(%address, %mac, claimant = claimant.as_label(), "{mac} also answers for {address}: expected");
+            }
+            Claimant::Speaker => {
+                self.counters.address(address, |c| c.conflicts += 1);
                 let now = Instant::now();
-                let repeat =
-                    self.conflicts_reported
-                        .get(&conflict.address)
-                        .is_some_and(|(mac, at)| {
-                            *mac == conflict.mac && now.duration_since(*at) < CONFLICT_LOG_INTERVAL
-                        });
+                let repeat = self
+                    .conflicts_reported
+                    .get(&address)
+                    .is_some_and(|(seen, at)| {
+                        *seen == mac && now.duration_since(*at) < CONFLICT_LOG_INTERVAL
+                    });
+                // Every sighting renews the episode, so one that lasts is
+                // counted once.
+                self.conflicts_reported.insert(address, (mac, now));
                 if repeat {
-                    debug!(address = %conflict.address, mac = %conflict.mac, "conflict again");
+                    debug!(%address, %mac, "split brain again");
                 } else {
-                    self.conflicts_reported
-                        .insert(conflict.address, (conflict.mac, now));
+                    self.counters.split_brain();
                     warn!(
-                        address = %conflict.address,
-                        mac = %conflict.mac,
-                        "{} also claims {} on {}: another speaker or a foreign host",
-                        conflict.mac,
-                        conflict.address,
+                        %address,
+                        %mac,
+                        "split brain: speaker {mac} also announces {address} on {}; announcing it again",
                         self.iface.name
                     );
                 }
+                // Win the clients back: a short burst, not sooner than
+                // REANNOUNCE_INTERVAL after the last one.
+                if !self.bursts.is_pending(address) {
+                    let at = self
+                        .reannounced
+                        .get(&address)
+                        .map_or(now, |last| (*last + REANNOUNCE_INTERVAL).max(now));
+                    self.bursts.start(address, at, REANNOUNCE_ROUNDS);
+                    self.reannounced.insert(address, at);
+                }
             }
+            Claimant::Foreign => {
+                self.counters.address(address, |c| c.conflicts += 1);
+                self.report_foreign(address, mac, true);
+            }
+        }
+    }
+
+    /// Counts, logs and reports a foreign MAC using `address`, once per
+    /// address and MAC.
+    fn report_foreign(&mut self, address: IpAddr, mac: MacAddr, announced: bool) {
+        if !self.foreign_reported.insert((address, mac)) {
+            debug!(%address, %mac, "IP conflict again");
+            return;
+        }
+        self.counters.ip_conflict();
+        if announced {
+            warn!(%address, %mac, "IP conflict: {mac}, no ferrolb speaker, also answers for {address} on {}", self.iface.name);
+        } else {
+            warn!(%address, %mac, "IP conflict: {address} is in use by {mac} on {}; not announcing it", self.iface.name);
+        }
+        if let Some(events) = &self.events {
+            let _ = events.send(WireEvent::IpConflict {
+                address,
+                mac,
+                announced,
+            });
         }
     }
 
@@ -694,6 +1021,10 @@ impl Bursts {
 
     fn next_due(&self) -> Option<Instant> {
         self.queue.first().map(|(at, _)| *at)
+    }
+
+    fn is_pending(&self, address: IpAddr) -> bool {
+        self.pending.contains_key(&address)
     }
 
     /// The addresses whose frame is due at `now`, each rescheduled

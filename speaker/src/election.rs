@@ -10,7 +10,7 @@
 //! that does not own an address never moves it; adding a node moves it only
 //! to the new node; all Services sharing an address land on the same node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -293,6 +293,370 @@ fn address_key(address: IpAddr) -> String {
             None => v6.to_string(),
         },
         IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+/// How many of an address's best-ranked nodes a [`Rankings`] keeps: enough
+/// that a few dead or ineligible nodes at the top never force a rescan, few
+/// enough that 50,000 addresses hold a few megabytes.
+pub const TOP: usize = 8;
+
+/// A node's number in a [`Rankings`]; stable while the node is known.
+type NodeId = u32;
+
+/// One address's best-ranked nodes, ascending, and its election key.
+#[derive(Debug, Clone)]
+struct Ranking {
+    key: String,
+    /// The [`TOP`] lowest `(rank, node)` pairs among all known nodes (all of
+    /// them when fewer are known), sorted.
+    top: Vec<([u8; 32], NodeId)>,
+}
+
+/// What a node is, for eligibility, apart from a Service's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFacts {
+    /// The node's labels, matched against the pool's node selectors.
+    pub labels: BTreeMap<String, String>,
+    /// Whether the node's speaker is alive.
+    pub speaker_live: bool,
+    /// Whether the Node is Ready.
+    pub ready: bool,
+    /// Whether the Node's network is unavailable.
+    pub network_unavailable: bool,
+    /// Whether the node is excluded from external load balancers.
+    pub excluded: bool,
+}
+
+impl NodeFacts {
+    /// A healthy node with `labels` (exclusion read from them).
+    pub fn healthy(labels: BTreeMap<String, String>) -> NodeFacts {
+        NodeFacts {
+            excluded: labels.contains_key(EXCLUDE_FROM_LOAD_BALANCERS),
+            labels,
+            speaker_live: true,
+            ready: true,
+            network_unavailable: false,
+        }
+    }
+}
+
+/// The election kept up to date as nodes and addresses come and go, so that
+/// no pass rehashes every address against every node.
+///
+/// Each address keeps its [`TOP`] best-ranked nodes (MetalLB's SHA-256 order,
+/// as [`elect`]); electing walks them and takes the first eligible one, and
+/// only when all of them are ineligible falls back to hashing the eligible
+/// nodes. Each address also remembers its last owner, so that when a node
+/// dies [`Rankings::owned_by`] names the only addresses that may move
+/// (removing a node that owns nothing never moves an address). Results equal
+/// [`elect`]'s for the same facts; the cost of a new node is one hash per
+/// address, of a new address one hash per node.
+#[derive(Debug, Clone, Default)]
+pub struct Rankings {
+    names: Vec<String>,
+    facts: Vec<Option<NodeFacts>>,
+    ids: HashMap<String, NodeId>,
+    free: Vec<NodeId>,
+    by_address: HashMap<IpAddr, Ranking>,
+    owner_of: HashMap<IpAddr, NodeId>,
+    owned: HashMap<NodeId, HashSet<IpAddr>>,
+}
+
+impl Rankings {
+    /// Nothing known.
+    pub fn new() -> Rankings {
+        Rankings::default()
+    }
+
+    /// How many nodes and addresses are known.
+    pub fn len(&self) -> (usize, usize) {
+        (self.ids.len(), self.by_address.len())
+    }
+
+    /// Whether nothing is known.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.by_address.is_empty()
+    }
+
+    /// Adds node `name` or updates its facts. A new node is ranked against
+    /// every known address (one hash each).
+    pub fn set_node(&mut self, name: &str, facts: NodeFacts) {
+        if let Some(&id) = self.ids.get(name) {
+            self.facts[id as usize] = Some(facts);
+            return;
+        }
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.names[id as usize] = name.to_owned();
+                self.facts[id as usize] = Some(facts);
+                id
+            }
+            None => {
+                self.names.push(name.to_owned());
+                self.facts.push(Some(facts));
+                NodeId::try_from(self.names.len() - 1).expect("fewer than 2^32 nodes")
+            }
+        };
+        self.ids.insert(name.to_owned(), id);
+        for ranking in self.by_address.values_mut() {
+            let entry = (rank(name, &ranking.key), id);
+            if ranking.top.len() < TOP || entry < ranking.top[TOP - 1] {
+                let at = ranking.top.partition_point(|e| *e < entry);
+                ranking.top.insert(at, entry);
+                ranking.top.truncate(TOP);
+            }
+        }
+    }
+
+    /// Whether node `name` is known.
+    pub fn has_node(&self, name: &str) -> bool {
+        self.ids.contains_key(name)
+    }
+
+    /// The facts known of node `name`.
+    pub fn node(&self, name: &str) -> Option<&NodeFacts> {
+        let id = *self.ids.get(name)?;
+        self.facts[id as usize].as_ref()
+    }
+
+    /// Marks node `name`'s speaker live or dead; returns the addresses it
+    /// owned at their last election, the only ones whose owner may change
+    /// when it dies. Unknown nodes own nothing.
+    pub fn set_live(&mut self, name: &str, live: bool) -> Vec<IpAddr> {
+        let Some(&id) = self.ids.get(name) else {
+            return Vec::new();
+        };
+        if let Some(facts) = self.facts[id as usize].as_mut() {
+            facts.speaker_live = live;
+        }
+        self.owned_by(name)
+    }
+
+    /// The addresses whose last election `name` won.
+    pub fn owned_by(&self, name: &str) -> Vec<IpAddr> {
+        self.ids
+            .get(name)
+            .and_then(|id| self.owned.get(id))
+            .map(|set| set.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets node `name` (the Node was deleted). Addresses that ranked it
+    /// among their best are re-ranked against every node.
+    pub fn remove_node(&mut self, name: &str) {
+        let Some(id) = self.ids.remove(name) else {
+            return;
+        };
+        self.facts[id as usize] = None;
+        self.free.push(id);
+        if let Some(addresses) = self.owned.remove(&id) {
+            for address in addresses {
+                self.owner_of.remove(&address);
+            }
+        }
+        let stale: Vec<IpAddr> = self
+            .by_address
+            .iter()
+            .filter(|(_, r)| r.top.iter().any(|&(_, n)| n == id))
+            .map(|(a, _)| *a)
+            .collect();
+        for address in stale {
+            let ranking = self.full_ranking(address);
+            self.by_address.insert(address, ranking);
+        }
+    }
+
+    /// Adds an address to elect for (one hash per known node); a known one
+    /// is left as it is.
+    pub fn add_address(&mut self, address: IpAddr) {
+        if !self.by_address.contains_key(&address) {
+            let ranking = self.full_ranking(address);
+            self.by_address.insert(address, ranking);
+        }
+    }
+
+    /// Forgets an address.
+    pub fn remove_address(&mut self, address: IpAddr) {
+        self.by_address.remove(&address);
+        self.forget_owner(address);
+    }
+
+    /// Elects the owner of `service`'s address from `me`'s view, as [`elect`]
+    /// would over every known node, where the nodes with a serving endpoint
+    /// of the Service are `endpoint_nodes`; the address is added if it was
+    /// unknown. Remembers the owner for [`Rankings::owned_by`].
+    pub fn elect(
+        &mut self,
+        service: &ServiceAddress<'_>,
+        endpoint_nodes: &BTreeSet<String>,
+        me: &str,
+    ) -> Election {
+        self.add_address(service.address);
+        let owner = if service.has_serving_endpoints {
+            self.find_owner(service, endpoint_nodes)
+        } else {
+            None
+        };
+        match owner {
+            Some(id) => {
+                let previous = self.owner_of.insert(service.address, id);
+                if previous != Some(id) {
+                    if let Some(previous) = previous
+                        && let Some(set) = self.owned.get_mut(&previous)
+                    {
+                        set.remove(&service.address);
+                    }
+                    self.owned.entry(id).or_default().insert(service.address);
+                }
+            }
+            None => self.forget_owner(service.address),
+        }
+        if !service.has_serving_endpoints {
+            return Election {
+                owner: None,
+                outcome: Outcome::NotOwner(Reason::NoServingEndpoints),
+            };
+        }
+        let Some(owner) = owner else {
+            return Election {
+                owner: None,
+                outcome: Outcome::NotOwner(Reason::NoEligibleNode),
+            };
+        };
+        let owner = &self.names[owner as usize];
+        let outcome = if owner == me {
+            Outcome::Owner
+        } else {
+            let mine = self.ids.get(me).map_or(Err(Ineligible::Unknown), |&id| {
+                self.eligibility_of(id, service, endpoint_nodes)
+            });
+            Outcome::NotOwner(match mine {
+                Ok(()) => Reason::Outranked,
+                Err(why) => Reason::Ineligible(why),
+            })
+        };
+        Election {
+            owner: Some(owner.clone()),
+            outcome,
+        }
+    }
+
+    /// The memory the rankings hold, in bytes (an estimate from capacities).
+    pub fn memory_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let rankings: usize = self
+            .by_address
+            .values()
+            .map(|r| r.key.capacity() + r.top.capacity() * size_of::<([u8; 32], NodeId)>())
+            .sum();
+        let names: usize = self.names.iter().map(|n| n.capacity() * 2).sum();
+        let labels: usize = self
+            .facts
+            .iter()
+            .flatten()
+            .flat_map(|f| f.labels.iter())
+            .map(|(k, v)| k.capacity() + v.capacity() + 2 * size_of::<String>())
+            .sum();
+        let owned: usize = self
+            .owned
+            .values()
+            .map(|s| s.capacity() * (size_of::<IpAddr>() + 8))
+            .sum();
+        rankings
+            + self.by_address.capacity() * (size_of::<IpAddr>() + size_of::<Ranking>() + 8)
+            + self.owner_of.capacity() * (size_of::<IpAddr>() + size_of::<NodeId>() + 8)
+            + self.ids.capacity() * (size_of::<String>() + size_of::<NodeId>() + 8)
+            + self.facts.capacity() * size_of::<Option<NodeFacts>>()
+            + self.names.capacity() * size_of::<String>()
+            + names
+            + labels
+            + owned
+    }
+
+    fn forget_owner(&mut self, address: IpAddr) {
+        if let Some(previous) = self.owner_of.remove(&address)
+            && let Some(set) = self.owned.get_mut(&previous)
+        {
+            set.remove(&address);
+        }
+    }
+
+    fn full_ranking(&self, address: IpAddr) -> Ranking {
+        let key = address_key(address);
+        let mut top: Vec<([u8; 32], NodeId)> = Vec::with_capacity(TOP + 1);
+        for (name, &id) in &self.ids {
+            let entry = (rank(name, &key), id);
+            if top.len() < TOP || entry < top[TOP - 1] {
+                let at = top.partition_point(|e| *e < entry);
+                top.insert(at, entry);
+                top.truncate(TOP);
+            }
+        }
+        top.shrink_to_fit();
+        Ranking { key, top }
+    }
+
+    fn eligibility_of(
+        &self,
+        id: NodeId,
+        service: &ServiceAddress<'_>,
+        endpoint_nodes: &BTreeSet<String>,
+    ) -> Result<(), Ineligible> {
+        let Some(facts) = self.facts[id as usize].as_ref() else {
+            return Err(Ineligible::Unknown);
+        };
+        let name = &self.names[id as usize];
+        let candidate = Candidate {
+            name,
+            labels: &facts.labels,
+            speaker_live: facts.speaker_live,
+            ready: facts.ready,
+            network_unavailable: facts.network_unavailable,
+            excluded: facts.excluded,
+            has_serving_endpoint: service.traffic_policy == TrafficPolicy::Local
+                && endpoint_nodes.contains(name),
+        };
+        eligibility(&candidate, service)
+    }
+
+    fn find_owner(
+        &self,
+        service: &ServiceAddress<'_>,
+        endpoint_nodes: &BTreeSet<String>,
+    ) -> Option<NodeId> {
+        let ranking = self.by_address.get(&service.address)?;
+        if let Some(&(_, id)) = ranking
+            .top
+            .iter()
+            .find(|&&(_, id)| self.eligibility_of(id, service, endpoint_nodes).is_ok())
+        {
+            return Some(id);
+        }
+        if ranking.top.len() == self.ids.len() {
+            return None;
+        }
+        // Every one of the best-ranked nodes is ineligible: hash the eligible
+        // ones. With Local traffic only nodes with an endpoint can be.
+        let eligible = |&id: &NodeId| self.eligibility_of(id, service, endpoint_nodes).is_ok();
+        let ranked = |id: NodeId| (rank(&self.names[id as usize], &ranking.key), id);
+        if service.traffic_policy == TrafficPolicy::Local {
+            endpoint_nodes
+                .iter()
+                .filter_map(|n| self.ids.get(n).copied())
+                .filter(eligible)
+                .map(ranked)
+                .min()
+                .map(|(_, id)| id)
+        } else {
+            self.ids
+                .values()
+                .copied()
+                .filter(eligible)
+                .map(ranked)
+                .min()
+                .map(|(_, id)| id)
+        }
     }
 }
 
@@ -635,6 +999,101 @@ mod tests {
             .collect()
     }
 
+    /// The candidates [`elect`] sees for the facts a [`Rankings`] holds.
+    fn candidates_of<'a>(
+        nodes: &'a BTreeMap<String, NodeFacts>,
+        endpoint_nodes: &BTreeSet<String>,
+    ) -> Vec<Candidate<'a>> {
+        nodes
+            .iter()
+            .map(|(name, f)| Candidate {
+                name,
+                labels: &f.labels,
+                speaker_live: f.speaker_live,
+                ready: f.ready,
+                network_unavailable: f.network_unavailable,
+                excluded: f.excluded,
+                has_serving_endpoint: endpoint_nodes.contains(name),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rankings_walk_past_ineligible_best_nodes_and_fall_back_beyond_the_top() {
+        let mut rankings = Rankings::new();
+        let mut nodes = BTreeMap::new();
+        for i in 0..(TOP * 3) {
+            let name = format!("node{i}");
+            rankings.set_node(&name, NodeFacts::healthy(BTreeMap::new()));
+            nodes.insert(name, NodeFacts::healthy(BTreeMap::new()));
+        }
+        let svc = service(V4);
+        let none = BTreeSet::new();
+        let first = rankings.elect(&svc, &none, "").owner.unwrap();
+        assert_eq!(
+            first,
+            elect(&svc, &candidates_of(&nodes, &none), "")
+                .owner
+                .unwrap()
+        );
+        // Kill the best TOP nodes one after another: each time only the
+        // dead owner's address is named, and the result is elect's.
+        for _ in 0..TOP + 2 {
+            let owner = rankings.elect(&svc, &none, "").owner.unwrap();
+            assert_eq!(rankings.set_live(&owner, false), vec![svc.address]);
+            nodes.get_mut(&owner).unwrap().speaker_live = false;
+            let expected = elect(&svc, &candidates_of(&nodes, &none), "node0");
+            assert_eq!(rankings.elect(&svc, &none, "node0"), expected);
+            assert!(rankings.owned_by(&owner).is_empty());
+        }
+    }
+
+    #[test]
+    fn rankings_keep_metallbs_order() {
+        let mut rankings = Rankings::new();
+        for n in NODES {
+            rankings.set_node(n, NodeFacts::healthy(BTreeMap::new()));
+        }
+        let none = BTreeSet::new();
+        assert_eq!(
+            rankings.elect(&service(V4), &none, "node4").outcome,
+            Outcome::Owner
+        );
+        assert_eq!(
+            rankings
+                .elect(&service(V6), &none, "node4")
+                .owner
+                .as_deref(),
+            Some("node3")
+        );
+        rankings.set_live("node3", false);
+        assert_eq!(
+            rankings.elect(&service(V6), &none, "node3"),
+            Election {
+                owner: Some("node2".into()),
+                outcome: Outcome::NotOwner(Reason::Ineligible(Ineligible::SpeakerDown)),
+            }
+        );
+    }
+
+    /// A change to the cluster, applied to a [`Rankings`] incrementally.
+    #[derive(Debug, Clone)]
+    enum Change {
+        Kill(prop::sample::Index),
+        Revive(prop::sample::Index),
+        Remove(prop::sample::Index),
+        Add(String),
+    }
+
+    fn any_change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            3 => any::<prop::sample::Index>().prop_map(Change::Kill),
+            1 => any::<prop::sample::Index>().prop_map(Change::Revive),
+            1 => any::<prop::sample::Index>().prop_map(Change::Remove),
+            1 => "[a-z]{1,3}[0-9]{0,2}".prop_map(Change::Add),
+        ]
+    }
+
     proptest! {
         #[test]
         fn every_speaker_elects_the_same_owner_whatever_the_order(
@@ -681,6 +1140,89 @@ mod tests {
             let mut fewer = nodes.clone();
             fewer.remove(victim);
             prop_assert_eq!(elect(&svc, &candidates(&fewer), "").owner, before);
+        }
+
+        #[test]
+        fn incremental_rankings_equal_a_full_recomputation(
+            nodes in proptest::collection::btree_map("[a-z]{1,3}[0-9]{0,2}", (any::<bool>(), any::<bool>()), 0..24),
+            octets in proptest::collection::btree_set(any::<u8>(), 1..24),
+            local in any::<bool>(),
+            endpoints in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+            changes in proptest::collection::vec(any_change(), 0..12),
+        ) {
+            let mut facts: BTreeMap<String, NodeFacts> = nodes
+                .into_iter()
+                .map(|(name, (live, ready))| {
+                    (name, NodeFacts { speaker_live: live, ready, ..NodeFacts::healthy(BTreeMap::new()) })
+                })
+                .collect();
+            let names: Vec<String> = facts.keys().cloned().collect();
+            let endpoint_nodes: BTreeSet<String> = if names.is_empty() {
+                BTreeSet::new()
+            } else {
+                endpoints.iter().map(|i| names[i.index(names.len())].clone()).collect()
+            };
+            let policy = if local { TrafficPolicy::Local } else { TrafficPolicy::Cluster };
+            let services: Vec<ServiceAddress<'static>> = octets
+                .iter()
+                .map(|&o| ServiceAddress {
+                    address: IpAddr::from([198, 51, 100, o]),
+                    traffic_policy: policy,
+                    ..service(V4)
+                })
+                .collect();
+            let mut rankings = Rankings::new();
+            for (name, f) in &facts {
+                rankings.set_node(name, f.clone());
+            }
+            let mut owners: BTreeMap<IpAddr, Option<String>> = services
+                .iter()
+                .map(|s| (s.address, rankings.elect(s, &endpoint_nodes, "").owner))
+                .collect();
+            for change in changes {
+                let names: Vec<String> = facts.keys().cloned().collect();
+                // Which addresses to re-elect: after a death only the ones the
+                // dead node owned; after anything else, all.
+                let touched: Vec<IpAddr> = match change {
+                    Change::Kill(i) if !names.is_empty() => {
+                        let name = &names[i.index(names.len())];
+                        facts.get_mut(name).unwrap().speaker_live = false;
+                        rankings.set_live(name, false)
+                    }
+                    Change::Revive(i) if !names.is_empty() => {
+                        let name = &names[i.index(names.len())];
+                        facts.get_mut(name).unwrap().speaker_live = true;
+                        rankings.set_live(name, true);
+                        owners.keys().copied().collect()
+                    }
+                    Change::Remove(i) if !names.is_empty() => {
+                        let name = &names[i.index(names.len())];
+                        facts.remove(name);
+                        rankings.remove_node(name);
+                        owners.keys().copied().collect()
+                    }
+                    Change::Add(name) => {
+                        let f = NodeFacts::healthy(BTreeMap::new());
+                        facts.insert(name.clone(), f.clone());
+                        rankings.set_node(&name, f);
+                        owners.keys().copied().collect()
+                    }
+                    _ => Vec::new(),
+                };
+                for s in services.iter().filter(|s| touched.contains(&s.address)) {
+                    owners.insert(s.address, rankings.elect(s, &endpoint_nodes, "").owner);
+                }
+                let candidates = candidates_of(&facts, &endpoint_nodes);
+                for s in &services {
+                    prop_assert_eq!(&owners[&s.address], &elect(s, &candidates, "").owner);
+                    for me in facts.keys() {
+                        prop_assert_eq!(
+                            rankings.elect(s, &endpoint_nodes, me),
+                            elect(s, &candidates, me)
+                        );
+                    }
+                }
+            }
         }
     }
 }

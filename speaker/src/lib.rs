@@ -7,6 +7,7 @@
 //! the shells around them do.
 
 pub mod election;
+pub mod flags;
 pub mod liveness;
 pub mod ownership;
 pub mod respond;

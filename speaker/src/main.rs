@@ -12,6 +12,7 @@ use clap::Parser;
 use ferrolb_config::{DEFAULT_CONFIGMAP_NAME, DEFAULT_NAMESPACE};
 use ferrolb_speaker::announcer::{self, Announcements, Announcer};
 use ferrolb_speaker::metrics::{self, Metrics};
+use ferrolb_speaker::respond::Speakers;
 use ferrolb_speaker::{node_lease, watch};
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
@@ -42,26 +43,31 @@ struct Cli {
     /// How often the Lease is renewed.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     lease_renew: Duration,
+    /// Send gratuitous ARP / unsolicited NA for every owned address this
+    /// often (e.g. 60s), for switches that age out their MAC tables. Off by
+    /// default.
+    #[arg(long, env = "FERROLB_GRATUITOUS_REFRESH", value_parser = parse_duration)]
+    gratuitous_refresh: Option<Duration>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(text.len()),
-    );
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 4s or 500ms"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        _ => return Err(format!("{text:?}: use s or ms")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
+    ferrolb_speaker::flags::duration(text)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.lease_renew >= cli.lease_duration {
+        let error = <Cli as clap::CommandFactory>::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "--lease-renew ({}) must be shorter than --lease-duration ({}), or the Lease lapses between renewals",
+                humantime::format_duration(cli.lease_renew),
+                humantime::format_duration(cli.lease_duration),
+            ),
+        );
+        let _ = error.print();
+        return ExitCode::from(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -92,7 +98,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let stop_answering = CancellationToken::new();
 
     let (desired_tx, desired_rx) = tokio::sync::watch::channel(Announcements::new());
-    let announcer = Announcer::new(desired_rx, announcer::Settings::default());
+    let (speakers_tx, speakers_rx) = tokio::sync::watch::channel(Speakers::default());
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let announcer = Announcer::new(
+        desired_rx,
+        announcer::Settings {
+            refresh_interval: cli.gratuitous_refresh,
+            ..announcer::Settings::default()
+        },
+    )
+    .with_speakers(speakers_rx)
+    .with_events(events_tx)
+    // Once the drain starts, speakers taking the addresses over are expected.
+    .with_leaving(shutdown.clone());
+    let interfaces = announcer.interfaces();
     let metrics = Arc::new(Metrics::new(announcer.counters()));
     let announcing = tokio::spawn(announcer.run(stop_answering.clone()));
     let server = tokio::spawn(metrics::serve(
@@ -116,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.lease_duration,
                 cli.lease_renew,
                 renewing_tx,
+                interfaces,
                 shutdown,
             )
             .await
@@ -140,6 +160,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         recorder,
         metrics,
         desired_tx,
+        speakers_tx,
+        events_rx,
         renewing_rx,
         shutdown.clone(),
     ));

@@ -2,10 +2,11 @@
 //! keeps plain counters; this module renders them with the speaker's own
 //! gauges when scraped.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::header;
@@ -21,6 +22,7 @@ pub struct Metrics {
     counters: Arc<Counters>,
     announced: AtomicUsize,
     api_healthy: AtomicBool,
+    refused: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -30,6 +32,7 @@ impl Metrics {
             counters,
             announced: AtomicUsize::new(0),
             api_healthy: AtomicBool::new(true),
+            refused: Mutex::default(),
         }
     }
 
@@ -41,6 +44,13 @@ impl Metrics {
     /// Records whether every watch on the API server is healthy.
     pub fn set_api_healthy(&self, healthy: bool) {
         self.api_healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// Records how many status addresses no node announces, by reason.
+    pub fn set_refused(&self, by_reason: BTreeMap<&'static str, u64>) {
+        if let Ok(mut refused) = self.refused.lock() {
+            *refused = by_reason;
+        }
     }
 
     /// The metrics in Prometheus text format.
@@ -107,6 +117,15 @@ impl Metrics {
             "Addresses this node announces",
             &mut std::iter::once((String::new(), self.announced.load(Ordering::Relaxed) as u64)),
         );
+        let refused = self.refused.lock().map(|r| r.clone()).unwrap_or_default();
+        family(
+            "refused_addresses",
+            "gauge",
+            "Addresses in Services' status that no node announces, by reason",
+            &mut refused
+                .iter()
+                .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), *n)),
+        );
         family(
             "api_healthy",
             "gauge",
@@ -116,6 +135,24 @@ impl Metrics {
                 u64::from(self.api_healthy.load(Ordering::Relaxed)),
             )),
         );
+        // Named as the failover and conflict alerts know them, without the
+        // per-binary prefix: a split brain or a conflict is the cluster's.
+        for (name, help, value) in [
+            (
+                "ferrolb_split_brain_total",
+                "Times another speaker was seen announcing an address this node announces",
+                snapshot.split_brains,
+            ),
+            (
+                "ferrolb_ip_conflicts_total",
+                "Stations that are no ferrolb speaker seen using an address this node announces or probed, once per address and MAC",
+                snapshot.ip_conflicts,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {value}");
+        }
         out
     }
 }

@@ -3,11 +3,16 @@
 //! [`election::elect`], and the addresses won by this node, with the
 //! interfaces their pool allows, form the [`Announcements`]. Pure: views of
 //! the cluster in, decisions out; the shell translates Kubernetes objects.
+//!
+//! A Service's status is not trusted: anyone allowed to write it could list a
+//! gateway or a node's address. [`screen`] keeps only the addresses that lie
+//! in a pool the Service may use and that are neither special-purpose nor a
+//! node's own; [`refusals`] lists the others for the shell to report.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use ferrolb_config::{Config, ServiceKey, TrafficPolicy};
+use ferrolb_config::{Config, Pool, PoolName, ServiceKey, SpecialPurpose, TrafficPolicy};
 
 use crate::announcer::Announcements;
 use crate::election::{self, Candidate, EXCLUDE_FROM_LOAD_BALANCERS, Election, ServiceAddress};
@@ -23,6 +28,8 @@ pub struct NodeView {
     pub ready: bool,
     /// Its `NetworkUnavailable` condition is `True`.
     pub network_unavailable: bool,
+    /// The addresses the Node reports as its own (`status.addresses`).
+    pub addresses: BTreeSet<IpAddr>,
 }
 
 /// What the election needs to know of a Service with ferrolb addresses.
@@ -32,6 +39,10 @@ pub struct ServiceView {
     pub key: ServiceKey,
     /// Its `status.loadBalancer.ingress` addresses, in order.
     pub addresses: Vec<IpAddr>,
+    /// The pool it names, if any.
+    pub pool: Option<String>,
+    /// The addresses it asks for by name.
+    pub requested: Vec<IpAddr>,
     /// `spec.externalTrafficPolicy`.
     pub traffic_policy: TrafficPolicy,
     /// Whether any endpoint can serve (ready, or terminating but serving).
@@ -51,9 +62,145 @@ pub struct Decision {
     pub election: Election,
 }
 
+/// Why an address in a Service's status is not announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// It is loopback, multicast, link-local, … : no host owns it on a LAN.
+    SpecialPurpose(SpecialPurpose),
+    /// A node reports it as its own.
+    NodeAddress {
+        /// That node.
+        node: String,
+    },
+    /// It lies in no pool.
+    NotInPool,
+    /// Its pool is not one the Service may take addresses from: it names
+    /// another pool, or the pool does not assign automatically and the
+    /// Service did not ask for the address.
+    PoolNotAllowed {
+        /// The pool it lies in.
+        pool: PoolName,
+    },
+}
+
+impl Refusal {
+    /// A stable label for metrics and events.
+    pub fn as_label(&self) -> &'static str {
+        match self {
+            Refusal::SpecialPurpose(_) => "special_purpose",
+            Refusal::NodeAddress { .. } => "node_address",
+            Refusal::NotInPool => "not_in_pool",
+            Refusal::PoolNotAllowed { .. } => "pool_not_allowed",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::SpecialPurpose(purpose) => {
+                write!(f, "it is a special-purpose address ({purpose})")
+            }
+            Refusal::NodeAddress { node } => write!(f, "it is an address of node \"{node}\""),
+            Refusal::NotInPool => f.write_str("it lies in no ferrolb pool"),
+            Refusal::PoolNotAllowed { pool } => write!(
+                f,
+                "it lies in pool \"{}\", which this Service may not take addresses from",
+                pool.0
+            ),
+        }
+    }
+}
+
+/// A Service's addresses, sorted into those this node may announce (with
+/// their pool) and those it must not (with why), each in status order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Screened<'c> {
+    /// The addresses that may be announced.
+    pub announceable: Vec<(IpAddr, &'c Pool)>,
+    /// The others.
+    pub refused: Vec<(IpAddr, Refusal)>,
+}
+
+/// Sorts `service`'s status addresses: an address is announced only if it
+/// is not special-purpose, is no node's own, and lies in a pool the Service
+/// may use — by the allocator's rule, the pool holding an address it asks
+/// for by name, else the pool it names, else any pool that assigns
+/// automatically.
+pub fn screen<'c>(config: &'c Config, service: &ServiceView, nodes: &[NodeView]) -> Screened<'c> {
+    let mut screened = Screened {
+        announceable: Vec::new(),
+        refused: Vec::new(),
+    };
+    for &ip in &service.addresses {
+        let refusal = if let Some(purpose) = SpecialPurpose::of(ip) {
+            Err(Refusal::SpecialPurpose(purpose))
+        } else if let Some(node) = nodes.iter().find(|n| n.addresses.contains(&ip)) {
+            Err(Refusal::NodeAddress {
+                node: node.name.clone(),
+            })
+        } else {
+            match config.pool_of(ip) {
+                None => Err(Refusal::NotInPool),
+                Some(pool) => {
+                    let allowed = service.requested.contains(&ip)
+                        || match &service.pool {
+                            Some(name) => *name == pool.name.0,
+                            None => pool.auto_assign,
+                        };
+                    if allowed {
+                        Ok(pool)
+                    } else {
+                        Err(Refusal::PoolNotAllowed {
+                            pool: pool.name.clone(),
+                        })
+                    }
+                }
+            }
+        };
+        match refusal {
+            Ok(pool) => screened.announceable.push((ip, pool)),
+            Err(refusal) => screened.refused.push((ip, refusal)),
+        }
+    }
+    screened
+}
+
+/// An address of a Service's status that no node announces.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Refused {
+    /// The Service.
+    pub service: ServiceKey,
+    /// The address.
+    pub address: IpAddr,
+    /// Why: [`Refusal::as_label`].
+    pub reason: &'static str,
+    /// Why, for people.
+    pub why: String,
+}
+
+/// Every address of every Service that [`screen`] refuses, for the shell to
+/// count and report.
+pub fn refusals(config: &Config, services: &[ServiceView], nodes: &[NodeView]) -> Vec<Refused> {
+    services
+        .iter()
+        .flat_map(|service| {
+            screen(config, service, nodes)
+                .refused
+                .into_iter()
+                .map(|(address, refusal)| Refused {
+                    service: service.key.clone(),
+                    address,
+                    reason: refusal.as_label(),
+                    why: refusal.to_string(),
+                })
+        })
+        .collect()
+}
+
 /// Decides, from node `me`'s view, who announces every Service's addresses
-/// and which of them `me` announces. Services whose first address lies in no
-/// pool of `config` are not ferrolb's to announce and are left out.
+/// and which of them `me` announces. Only the addresses [`screen`] lets
+/// through are elected and announced; a Service with none is left out.
 pub fn decide(
     config: &Config,
     services: &[ServiceView],
@@ -64,10 +211,8 @@ pub fn decide(
     let mut announcements = Announcements::new();
     let mut decisions = Vec::new();
     for service in services {
-        let Some(&first) = service.addresses.first() else {
-            continue;
-        };
-        let Some(pool) = config.pool_of(first) else {
+        let screened = screen(config, service, nodes);
+        let Some(&(first, pool)) = screened.announceable.first() else {
             continue;
         };
         let candidates: Vec<Candidate<'_>> = nodes
@@ -90,17 +235,13 @@ pub fn decide(
         };
         let election = election::elect(&address, &candidates, me);
         if election.is_me() {
-            for ip in &service.addresses {
-                let interfaces = config
-                    .pool_of(*ip)
-                    .map(|p| p.interfaces.clone())
-                    .unwrap_or_default();
-                announcements.announce(*ip, interfaces);
+            for (ip, pool) in &screened.announceable {
+                announcements.announce(*ip, pool.interfaces.clone());
             }
         }
         decisions.push(Decision {
             service: service.key.clone(),
-            addresses: service.addresses.clone(),
+            addresses: screened.announceable.iter().map(|(ip, _)| *ip).collect(),
             election,
         });
     }
@@ -126,6 +267,7 @@ mod tests {
             labels: BTreeMap::new(),
             ready: true,
             network_unavailable: false,
+            addresses: BTreeSet::new(),
         }
     }
 
@@ -133,6 +275,8 @@ mod tests {
         ServiceView {
             key: ServiceKey::new("default", name),
             addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            pool: None,
+            requested: Vec::new(),
             traffic_policy: TrafficPolicy::Cluster,
             has_serving_endpoints: true,
             ready_endpoint_nodes: BTreeSet::new(),
@@ -233,6 +377,146 @@ mod tests {
         assert_eq!(
             decisions[0].election.reason(),
             Some(Reason::NoServingEndpoints)
+        );
+    }
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    /// Pools `a` (auto-assign), `b` (auto-assign) and `manual` (not).
+    fn three_pools() -> Config {
+        Config::from_yaml(
+            "address-pools:\n\
+             - {name: a, protocol: layer2, addresses: [198.51.100.0/26]}\n\
+             - {name: b, protocol: layer2, addresses: [198.51.100.64/26]}\n\
+             - {name: manual, protocol: layer2, addresses: [203.0.113.0/24], auto-assign: false}\n",
+        )
+        .expect("valid")
+        .config
+    }
+
+    #[test]
+    fn every_ingress_address_is_checked_not_only_the_first() {
+        let nodes = [node("node-1")];
+        // A status patched with the gateway next to the pool address.
+        let svc = service("web", &["198.51.100.10", "198.51.101.1"]);
+        let (announced, decisions) = decide(
+            &config(),
+            std::slice::from_ref(&svc),
+            &nodes,
+            &live(&["node-1"]),
+            "node-1",
+        );
+        assert!(announced.contains("198.51.100.10".parse().unwrap()));
+        assert!(!announced.contains("198.51.101.1".parse().unwrap()));
+        assert_eq!(announced.len(), 1);
+        assert_eq!(decisions[0].addresses, ips(&["198.51.100.10"]));
+        // The gateway first changes nothing.
+        let svc = service("web", &["198.51.101.1", "198.51.100.10"]);
+        let (announced, _) = decide(&config(), &[svc], &nodes, &live(&["node-1"]), "node-1");
+        assert_eq!(
+            announced.iter().map(|(ip, _)| ip).collect::<Vec<_>>(),
+            ips(&["198.51.100.10"])
+        );
+    }
+
+    #[test]
+    fn special_purpose_and_node_addresses_are_never_announced() {
+        let mut nodes = [node("node-1"), node("node-2")];
+        nodes[1].addresses = ips(&["198.51.100.20"]).into_iter().collect();
+        let svc = service(
+            "web",
+            &[
+                "198.51.100.20",
+                "127.0.0.1",
+                "224.0.0.1",
+                "::ffff:198.51.100.10",
+                "fe80::1",
+            ],
+        );
+        let refused = screen(&config(), &svc, &nodes).refused;
+        assert_eq!(
+            refused
+                .iter()
+                .map(|(ip, r)| format!("{ip}: {r}"))
+                .collect::<Vec<_>>(),
+            vec![
+                "198.51.100.20: it is an address of node \"node-2\"",
+                "127.0.0.1: it is a special-purpose address (loopback)",
+                "224.0.0.1: it is a special-purpose address (multicast)",
+                "::ffff:198.51.100.10: it is a special-purpose address (IPv4-mapped)",
+                "fe80::1: it is a special-purpose address (link-local)",
+            ]
+        );
+        for me in ["node-1", "node-2"] {
+            let (announced, decisions) = decide(
+                &config(),
+                std::slice::from_ref(&svc),
+                &nodes,
+                &live(&["node-1", "node-2"]),
+                me,
+            );
+            assert!(announced.is_empty(), "{me}");
+            assert!(decisions.is_empty(), "{me}");
+        }
+    }
+
+    #[test]
+    fn only_pools_the_service_may_use_count() {
+        let config = three_pools();
+        let nodes = [node("node-1")];
+        let announceable = |svc: &ServiceView| {
+            screen(&config, svc, &nodes)
+                .announceable
+                .iter()
+                .map(|(ip, pool)| format!("{ip} from {}", pool.name.0))
+                .collect::<Vec<_>>()
+        };
+        // No pool named: any auto-assign pool, never the manual one.
+        let plain = service("web", &["198.51.100.1", "198.51.100.65", "203.0.113.1"]);
+        assert_eq!(
+            announceable(&plain),
+            vec!["198.51.100.1 from a", "198.51.100.65 from b"]
+        );
+        assert_eq!(
+            screen(&config, &plain, &nodes).refused,
+            vec![(
+                "203.0.113.1".parse().unwrap(),
+                Refusal::PoolNotAllowed {
+                    pool: PoolName("manual".into())
+                }
+            )]
+        );
+        // Naming a pool: only that pool, auto-assign or not.
+        let mut named = plain.clone();
+        named.pool = Some("manual".into());
+        assert_eq!(announceable(&named), vec!["203.0.113.1 from manual"]);
+        // Asking for an address by name: that address, from any pool.
+        let mut requested = plain.clone();
+        requested.pool = Some("a".into());
+        requested.requested = ips(&["203.0.113.1"]);
+        assert_eq!(
+            announceable(&requested),
+            vec!["198.51.100.1 from a", "203.0.113.1 from manual"]
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_service_the_address_and_why() {
+        let nodes = [node("node-1")];
+        let services = [
+            service("web", &["198.51.100.10", "198.51.101.1"]),
+            service("ok", &["198.51.100.11"]),
+        ];
+        assert_eq!(
+            refusals(&config(), &services, &nodes),
+            vec![Refused {
+                service: ServiceKey::new("default", "web"),
+                address: "198.51.101.1".parse().unwrap(),
+                reason: "not_in_pool",
+                why: "it lies in no ferrolb pool".into(),
+            }]
         );
     }
 }

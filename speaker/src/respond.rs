@@ -136,6 +136,75 @@ pub struct Conflict {
     pub mac: MacAddr,
 }
 
+/// Who is claiming one of our addresses, judged by its MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Claimant {
+    /// Another ferrolb speaker also announces the address: a split brain,
+    /// settled by the election; the rightful owner announces again.
+    Speaker,
+    /// A speaker handing over: the claimant is leaving, or this speaker is.
+    /// The leaving speaker answers on purpose until the new owner has
+    /// announced, so no client loses a packet; not a conflict.
+    Handover,
+    /// Another interface of this very node announcing the same address on
+    /// the same LAN: not a conflict.
+    ThisNode,
+    /// A station that is no ferrolb speaker: an IP conflict, for the
+    /// operator to resolve.
+    Foreign,
+}
+
+impl Claimant {
+    /// A stable label for logs and metrics.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Claimant::Speaker => "split_brain",
+            Claimant::Handover => "handover",
+            Claimant::ThisNode => "this_node",
+            Claimant::Foreign => "ip_conflict",
+        }
+    }
+}
+
+/// The MACs of the ferrolb speakers on the LAN, each published by its
+/// speaker on its node Lease, and which of them are leaving.
+///
+/// Why a released Lease marks a handover: a speaker releases its Lease only
+/// on a clean stop, just before the others take its addresses over, and it
+/// keeps answering for a short, bounded time after that so no client loses a
+/// packet. A speaker that crashes or is cut off never releases it, so its
+/// frames keep counting as a split brain; a foreign MAC was never published,
+/// so it always counts as a conflict.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Speakers {
+    /// MACs of this node's own announcing interfaces.
+    pub own: BTreeSet<MacAddr>,
+    /// MACs of other speakers that announce (their Lease is held).
+    pub present: BTreeSet<MacAddr>,
+    /// MACs of speakers that released their Lease within the handover grace.
+    pub leaving: BTreeSet<MacAddr>,
+}
+
+impl Speakers {
+    /// Who `mac`, claiming an address this node announces, is; `me_leaving`
+    /// says this speaker is stopping and handing its addresses over, so any
+    /// speaker claiming them is expected.
+    pub fn claimant(&self, mac: MacAddr, me_leaving: bool) -> Claimant {
+        if self.own.contains(&mac) {
+            return Claimant::ThisNode;
+        }
+        let leaving = self.leaving.contains(&mac) && !self.present.contains(&mac);
+        match (
+            self.present.contains(&mac) || leaving,
+            leaving || me_leaving,
+        ) {
+            (true, true) => Claimant::Handover,
+            (true, false) => Claimant::Speaker,
+            (false, _) => Claimant::Foreign,
+        }
+    }
+}
+
 /// Why a frame got no reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
@@ -349,6 +418,96 @@ fn is_group(mac: MacAddr) -> bool {
 /// A unicast, non-zero MAC: something a reply can be sent to.
 fn is_station(mac: MacAddr) -> bool {
     !is_group(mac) && mac != MacAddr::zero()
+}
+
+/// Whether `frame` says another station uses one of `probed`, addresses
+/// this node is about to announce (RFC 5227 §2.1.1, RFC 4862 §5.4.3): an
+/// ARP packet with that sender IP, an ARP probe for it (another host
+/// probing at the same time), a Neighbor Advertisement for it, or a DAD
+/// probe for it. Our own frames never count.
+pub fn probe_conflict(
+    frame: &[u8],
+    iface: &Interface,
+    probed: &OwnedAddresses,
+) -> Option<Conflict> {
+    match Frame::parse(frame).ok()? {
+        Frame::Arp(arp) => {
+            if arp.ethernet.source == iface.mac || arp.sender_mac == iface.mac {
+                return None;
+            }
+            let claimed = if probed.contains(IpAddr::V4(arp.sender_ip)) {
+                arp.sender_ip
+            } else if arp.sender_ip.is_unspecified()
+                && arp.operation == ArpOperation::Request
+                && probed.contains(IpAddr::V4(arp.target_ip))
+            {
+                arp.target_ip
+            } else {
+                return None;
+            };
+            Some(Conflict {
+                address: IpAddr::V4(claimed),
+                mac: arp.sender_mac,
+            })
+        }
+        Frame::Ndp(ndp) => {
+            if ndp.ethernet.source == iface.mac {
+                return None;
+            }
+            let target = ndp.message.target();
+            let claims = match ndp.message {
+                NdpMessage::NeighborAdvert { target_ll, .. } => {
+                    target_ll.is_none_or(|mac| mac != iface.mac)
+                }
+                NdpMessage::NeighborSolicit { .. } => ndp.source.is_unspecified(),
+            };
+            (claims && probed.contains(IpAddr::V6(target))).then_some(Conflict {
+                address: IpAddr::V6(target),
+                mac: match ndp.message {
+                    NdpMessage::NeighborAdvert {
+                        target_ll: Some(mac),
+                        ..
+                    } => mac,
+                    _ => ndp.ethernet.source,
+                },
+            })
+        }
+    }
+}
+
+/// The probe sent before first announcing `ip`: an RFC 5227 ARP probe
+/// (sender IP 0.0.0.0, so no cache learns anything from it) or an RFC 4862
+/// DAD probe (NS from `::` to the solicited-node group, no link-layer
+/// option). Whoever uses the address answers it.
+pub fn probe(iface: &Interface, ip: IpAddr) -> Frame {
+    match ip {
+        IpAddr::V4(ip) => Frame::Arp(ArpRepr {
+            ethernet: Ethernet {
+                source: iface.mac,
+                destination: MacAddr::broadcast(),
+            },
+            operation: ArpOperation::Request,
+            sender_mac: iface.mac,
+            sender_ip: Ipv4Addr::UNSPECIFIED,
+            target_mac: MacAddr::zero(),
+            target_ip: ip,
+        }),
+        IpAddr::V6(ip) => {
+            let group = ndp::solicited_node(ip);
+            Frame::Ndp(NdpRepr {
+                ethernet: Ethernet {
+                    source: iface.mac,
+                    destination: ndp::multicast_mac(group),
+                },
+                source: Ipv6Addr::UNSPECIFIED,
+                destination: group,
+                message: NdpMessage::NeighborSolicit {
+                    target: ip,
+                    source_ll: None,
+                },
+            })
+        }
+    }
 }
 
 /// The gratuitous ARP a new owner broadcasts for `ip`, in the request form
@@ -741,6 +900,176 @@ mod tests {
                 address: "2001:db8:100::2".parse().expect("address"),
                 mac: mac(MAC_B2),
             })
+        );
+    }
+
+    #[test]
+    fn an_arp_reply_from_another_mac_for_an_owned_address_is_a_conflict_not_a_drop() {
+        // Another owner answering a client: its reply is seen here only when
+        // it is flooded, but then it must be reported, never dropped.
+        assert_eq!(
+            respond(
+                &fixtures::arp_reply(),
+                &iface(MAC_A),
+                &owned(&["198.51.100.2"])
+            ),
+            Verdict::Conflict(Conflict {
+                address: "198.51.100.2".parse().expect("address"),
+                mac: mac(MAC_B),
+            })
+        );
+    }
+
+    #[test]
+    fn claimants_are_speakers_leaving_speakers_or_foreign() {
+        let mut speakers = Speakers::default();
+        speakers.present.insert(mac(MAC_B));
+        speakers.leaving.insert(mac(MAC_B2));
+        speakers.own.insert(mac([2, 0, 0, 0, 0, 1]));
+        let cases = [
+            (
+                "a present speaker also announcing is a split brain",
+                MAC_B,
+                false,
+                Claimant::Speaker,
+            ),
+            (
+                "a speaker that released its Lease hands over",
+                MAC_B2,
+                false,
+                Claimant::Handover,
+            ),
+            (
+                "a MAC no speaker published is foreign",
+                MAC_A,
+                false,
+                Claimant::Foreign,
+            ),
+            (
+                "while this speaker leaves, a speaker taking over is expected",
+                MAC_B,
+                true,
+                Claimant::Handover,
+            ),
+            (
+                "while this speaker leaves, a foreign MAC is still foreign",
+                MAC_A,
+                true,
+                Claimant::Foreign,
+            ),
+            (
+                "another interface of this node is no conflict",
+                [2, 0, 0, 0, 0, 1],
+                false,
+                Claimant::ThisNode,
+            ),
+        ];
+        for (desc, claimant, me_leaving, expected) in cases {
+            assert_eq!(
+                speakers.claimant(mac(claimant), me_leaving),
+                expected,
+                "{desc}"
+            );
+        }
+        // A speaker that left and came back (a new Lease) is present again.
+        speakers.present.insert(mac(MAC_B2));
+        assert_eq!(speakers.claimant(mac(MAC_B2), false), Claimant::Speaker);
+    }
+
+    #[test]
+    fn the_arp_probe_is_rfc5227s_and_a_reply_to_it_is_a_conflict() {
+        let ip: IpAddr = "198.51.100.2".parse().expect("address");
+        let Frame::Arp(arp) = probe(&iface(MAC_A), ip) else {
+            panic!("an ARP probe for IPv4");
+        };
+        assert_eq!(arp.sender_ip, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(arp.target_ip, Ipv4Addr::new(198, 51, 100, 2));
+        assert_eq!(arp.ethernet.destination, MacAddr::broadcast());
+        assert_eq!(arp.target_mac, MacAddr::zero());
+        // The owner of the address defends it with a reply to the prober.
+        let Verdict::Reply(reply) =
+            respond(&arp.to_vec(), &iface(MAC_B), &owned(&["198.51.100.2"]))
+        else {
+            panic!("the probe is answered by the owner");
+        };
+        let probed = owned(&["198.51.100.2"]);
+        assert_eq!(
+            probe_conflict(&reply.to_vec(), &iface(MAC_A), &probed),
+            Some(Conflict {
+                address: ip,
+                mac: mac(MAC_B)
+            })
+        );
+        // A gratuitous ARP for it, and another host probing it at the same
+        // time, are conflicts too; our own probe and other addresses are not.
+        assert_eq!(
+            probe_conflict(&fixtures::arp_gratuitous_request(), &iface(MAC_A), &probed),
+            Some(Conflict {
+                address: ip,
+                mac: mac(MAC_B2)
+            })
+        );
+        let other_probe = probe(&iface(MAC_B2), ip).to_vec();
+        assert_eq!(
+            probe_conflict(&other_probe, &iface(MAC_A), &probed),
+            Some(Conflict {
+                address: ip,
+                mac: mac(MAC_B2)
+            })
+        );
+        assert_eq!(probe_conflict(&arp.to_vec(), &iface(MAC_A), &probed), None);
+        assert_eq!(
+            probe_conflict(&reply.to_vec(), &iface(MAC_A), &owned(&["198.51.100.3"])),
+            None
+        );
+        // A client asking for the address is no claim on it.
+        assert_eq!(
+            probe_conflict(&fixtures::arp_request_broadcast(), &iface(MAC_A), &probed),
+            None
+        );
+    }
+
+    #[test]
+    fn the_dad_probe_parses_as_one_and_an_na_answering_it_is_a_conflict() {
+        let ip: IpAddr = "2001:db8:100::2".parse().expect("address");
+        let bytes = probe(&iface(MAC_A), ip).to_vec();
+        let parsed = NdpRepr::parse(&bytes).expect("a valid DAD probe");
+        assert_eq!(parsed.source, Ipv6Addr::UNSPECIFIED);
+        assert_eq!(
+            parsed.destination,
+            ndp::solicited_node(v6("2001:db8:100::2"))
+        );
+        assert_eq!(
+            parsed.message,
+            NdpMessage::NeighborSolicit {
+                target: v6("2001:db8:100::2"),
+                source_ll: None
+            }
+        );
+        let Verdict::Reply(answer) = respond(&bytes, &iface(MAC_B), &owned(&["2001:db8:100::2"]))
+        else {
+            panic!("the owner answers a DAD probe");
+        };
+        let probed = owned(&["2001:db8:100::2"]);
+        assert_eq!(
+            probe_conflict(&answer.to_vec(), &iface(MAC_A), &probed),
+            Some(Conflict {
+                address: ip,
+                mac: mac(MAC_B)
+            })
+        );
+        assert_eq!(
+            probe_conflict(&probe(&iface(MAC_B2), ip).to_vec(), &iface(MAC_A), &probed),
+            Some(Conflict {
+                address: ip,
+                mac: mac(MAC_B2)
+            })
+        );
+        assert_eq!(probe_conflict(&bytes, &iface(MAC_A), &probed), None);
+        assert_eq!(
+            probe_conflict(&fixtures::ns_multicast(), &iface(MAC_A), &probed),
+            None,
+            "a client resolving the address claims nothing"
         );
     }
 

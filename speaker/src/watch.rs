@@ -27,10 +27,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::announcer::Announcements;
+use crate::announcer::{Announcements, WireEvent};
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
-use crate::ownership::{NodeView, ServiceView, decide};
+use crate::node_lease::{MACS_ANNOTATION, parse_macs};
+use crate::ownership::{NodeView, Refused, ServiceView, decide, refusals};
+use crate::respond::Speakers;
+use crate::wire::MacAddr;
 
 /// The label every speaker Lease carries, so speakers watch only those.
 pub const LEASE_LABEL: (&str, &str) = ("app.kubernetes.io/component", "ferrolb-speaker");
@@ -68,14 +71,23 @@ enum Source {
     OwnLease,
 }
 
+/// How long the MACs of a speaker that released its Lease count as a
+/// handover: it answers for a bounded time after the release (the drain's
+/// pause), well within this.
+const HANDOVER_GRACE: Duration = Duration::from_secs(5);
+
 /// Runs until `shutdown`, publishing this node's announcements on
-/// `announcements`.
+/// `announcements` and the speakers' MACs on `speakers`, and raising the
+/// events for what the announcer reports on `wire_events`.
+#[allow(clippy::too_many_arguments)] // the shell's wiring, each argument one channel
 pub async fn run(
     client: Client,
     settings: Settings,
     recorder: Recorder,
     metrics: Arc<Metrics>,
     announcements: watch::Sender<Announcements>,
+    speakers: watch::Sender<Speakers>,
+    mut wire_events: mpsc::UnboundedReceiver<WireEvent>,
     mut renewing: watch::Receiver<bool>,
     shutdown: CancellationToken,
 ) {
@@ -135,8 +147,11 @@ pub async fn run(
         config: None,
         config_text: None,
         owners: BTreeMap::new(),
+        refused: BTreeSet::new(),
         failing: BTreeSet::new(),
         synced: BTreeSet::new(),
+        speaker_macs: BTreeMap::new(),
+        departed: BTreeMap::new(),
     };
     let mut next_expiry: Option<Instant> = None;
     loop {
@@ -164,9 +179,19 @@ pub async fn run(
                 let ok = *renewing.borrow_and_update();
                 state.note(Source::OwnLease, ok);
             }
+            Some(event) = wire_events.recv() => {
+                state.report(event, &services.state()).await;
+                continue;
+            }
         }
         let now = Instant::now();
         state.observe_leases(&leases.state(), now);
+        let known = state.observe_speakers(&leases.state(), now);
+        speakers.send_if_modified(|current| {
+            let changed = *current != known;
+            *current = known;
+            changed
+        });
         state.observe_config(&config_maps.state(), &last_good.state());
         if state.synced.len() < ALL_SOURCES || !state.failing.is_empty() {
             // The API server cannot be reached (a watch fails, or this
@@ -190,8 +215,24 @@ pub async fn run(
         let services = services.state();
         let views = service_views(&services, &slices.state());
         let node_views = node_views(&nodes.state());
-        let (desired, decisions) =
+        let (mut desired, decisions) =
             decide(&config, &views, &node_views, &live, &state.settings.node);
+        state
+            .report_refusals(refusals(&config, &views, &node_views), &services, &live)
+            .await;
+        // An address another speaker held is taken over at once: the
+        // conflict probe is for first announcements only.
+        for decision in decisions.iter().filter(|d| d.election.is_me()) {
+            let held_by_other = matches!(
+                state.owners.get(&decision.service),
+                Some(Some(previous)) if *previous != state.settings.node
+            );
+            if held_by_other {
+                for address in &decision.addresses {
+                    desired.take_over(*address);
+                }
+            }
+        }
         state.metrics.set_announced(desired.len());
         announcements.send_if_modified(|current| {
             let changed = *current != desired;
@@ -262,10 +303,16 @@ struct State {
     config_text: Option<BTreeMap<String, String>>,
     /// The last owner seen per Service, to emit events only on change.
     owners: BTreeMap<ServiceKey, Option<String>>,
+    /// The status addresses refused last time, to report each once.
+    refused: BTreeSet<Refused>,
     failing: BTreeSet<Source>,
     /// The watches whose initial list is complete: deciding before all are
     /// would see Services without the speakers that serve them.
     synced: BTreeSet<Source>,
+    /// The MACs each speaker's Lease publishes, by node.
+    speaker_macs: BTreeMap<String, BTreeSet<MacAddr>>,
+    /// MACs of speakers whose Lease was released, and when it was seen gone.
+    departed: BTreeMap<MacAddr, Instant>,
 }
 
 impl State {
@@ -308,32 +355,156 @@ impl State {
         }
     }
 
-    /// Follows the operator's ConfigMap; while it is invalid the config in
-    /// force stays, and a speaker that starts with no config in force (a
-    /// restart after a bad edit) takes the controller's last good copy.
-    fn observe_config(&mut self, config_maps: &[Arc<ConfigMap>], last_good: &[Arc<ConfigMap>]) {
-        let data = config_maps.first().and_then(|cm| cm.data.clone());
-        if let Some(data) = data
-            && self.config_text.as_ref() != Some(&data)
-        {
-            match Config::from_configmap_data(&data) {
-                Ok(validated) => {
-                    info!(pools = validated.config.pools.len(), "config applied");
-                    self.config = Some(Arc::new(validated.config));
-                }
-                Err(errors) => {
-                    warn!("config rejected; the last good config keeps serving:\n{errors}");
+    /// The speakers' MACs from their Leases: this node's own, the others',
+    /// and those of speakers that released their Lease (a clean stop)
+    /// within [`HANDOVER_GRACE`]. A Lease that merely expires stays listed:
+    /// only a release marks a handover.
+    fn observe_speakers(&mut self, leases: &[Arc<Lease>], now: Instant) -> Speakers {
+        let mut current: BTreeMap<String, BTreeSet<MacAddr>> = BTreeMap::new();
+        for lease in leases {
+            let Some(node) = lease.spec.as_ref().and_then(|s| s.holder_identity.clone()) else {
+                continue;
+            };
+            // Only the speaker of a node names its Lease after it.
+            if lease.metadata.name.as_deref() != Some(lease_name(&node).as_str()) {
+                continue;
+            }
+            let macs = lease
+                .annotations()
+                .get(MACS_ANNOTATION)
+                .map(|v| parse_macs(v))
+                .unwrap_or_default();
+            current.insert(node, macs);
+        }
+        for (node, macs) in &self.speaker_macs {
+            if !current.contains_key(node) {
+                for mac in macs {
+                    self.departed.insert(*mac, now);
                 }
             }
-            self.config_text = Some(data);
         }
-        if self.config.is_none()
-            && let Some(data) = last_good.first().and_then(|cm| cm.data.clone())
-            && let Ok(validated) = Config::from_configmap_data(&data)
-        {
-            warn!("serving the controller's last good config until the ConfigMap is fixed");
-            self.config = Some(Arc::new(validated.config));
+        self.departed
+            .retain(|_, at| now.duration_since(*at) < HANDOVER_GRACE);
+        self.speaker_macs = current;
+        let mut speakers = Speakers::default();
+        for (node, macs) in &self.speaker_macs {
+            if *node == self.settings.node {
+                speakers.own.extend(macs);
+            } else {
+                speakers.present.extend(macs);
+            }
         }
+        speakers.leaving = self.departed.keys().copied().collect();
+        speakers
+    }
+
+    /// Raises the event for what the announcer saw, on every Service with
+    /// that address.
+    async fn report(&self, event: WireEvent, services: &[Arc<Service>]) {
+        let WireEvent::IpConflict {
+            address,
+            mac,
+            announced,
+        } = event;
+        let (action, note) = if announced {
+            (
+                "Announce",
+                format!(
+                    "{mac}, which is no ferrolb speaker, also answers for {address}: two hosts use the address"
+                ),
+            )
+        } else {
+            (
+                "Probe",
+                format!(
+                    "{address} is in use by {mac}, which is no ferrolb speaker: not announced until it is free"
+                ),
+            )
+        };
+        let holders = services.iter().filter(|service| {
+            service
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|l| l.ingress.as_ref())
+                .is_some_and(|i| {
+                    i.iter().any(|e| {
+                        e.ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()) == Some(address)
+                    })
+                })
+        });
+        for service in holders {
+            self.publish(
+                service,
+                EventType::Warning,
+                "IPConflict",
+                action,
+                note.clone(),
+            )
+            .await;
+        }
+    }
+
+    /// Follows the operator's ConfigMap; while it is invalid the config in
+    /// force stays, and a speaker that starts with no config in force (a
+    /// restart after a bad edit) takes the controller's last good copy —
+    /// but only once the ConfigMap watch has listed: before that, "no
+    /// ConfigMap" means "not arrived yet", not "missing".
+    fn observe_config(&mut self, config_maps: &[Arc<ConfigMap>], last_good: &[Arc<ConfigMap>]) {
+        let changes = next_config(
+            &mut self.config,
+            &mut self.config_text,
+            self.synced.contains(&Source::Config),
+            config_maps.first().and_then(|cm| cm.data.as_ref()),
+            last_good.first().and_then(|cm| cm.data.as_ref()),
+        );
+        for change in changes {
+            match change {
+                ConfigChange::Applied { pools } => info!(pools, "config applied"),
+                ConfigChange::Rejected(errors) => {
+                    warn!("config rejected; the last good config keeps serving:\n{errors}");
+                }
+                ConfigChange::FellBack { missing } => warn!(
+                    configmap = if missing { "missing" } else { "invalid" },
+                    "serving the controller's last good config until the ConfigMap is fixed"
+                ),
+            }
+        }
+    }
+
+    /// Counts the status addresses no node announces, and reports each
+    /// once: a log line on every speaker, an `AddressNotAnnounced` event
+    /// from the first live speaker by name. One that goes away and comes
+    /// back is reported again.
+    async fn report_refusals(
+        &mut self,
+        now: Vec<Refused>,
+        services: &[Arc<Service>],
+        live: &BTreeSet<String>,
+    ) {
+        let now: BTreeSet<Refused> = now.into_iter().collect();
+        let mut by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for refused in &now {
+            *by_reason.entry(refused.reason).or_default() += 1;
+        }
+        self.metrics.set_refused(by_reason);
+        let speaks = live.iter().next() == Some(&self.settings.node);
+        for refused in now.difference(&self.refused) {
+            warn!(service = %refused.service, ip = %refused.address, reason = refused.reason, "not announcing an address of the Service's status: {}", refused.why);
+            let service = services.iter().find(|s| key_of(s) == refused.service);
+            if let (true, Some(service)) = (speaks, service) {
+                let note = format!("not announcing {}: {}", refused.address, refused.why);
+                self.publish(
+                    service,
+                    EventType::Warning,
+                    "AddressNotAnnounced",
+                    refused.reason,
+                    note,
+                )
+                .await;
+            }
+        }
+        self.refused = now;
     }
 
     /// Publishes an event. kube's recorder folds events with the same
@@ -364,6 +535,57 @@ impl State {
             warn!(reason, error = %e, "could not publish event");
         }
     }
+}
+
+/// What one look at the ConfigMaps changed in the config in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ConfigChange {
+    /// The operator's ConfigMap was valid and is now in force.
+    Applied { pools: usize },
+    /// The operator's ConfigMap is invalid; the config in force stays.
+    Rejected(String),
+    /// No config was in force and the operator's ConfigMap, listed, is
+    /// missing or invalid: the controller's last good copy is now in force.
+    FellBack { missing: bool },
+}
+
+/// Updates `config` (and the text it came from) from the operator's
+/// ConfigMap data and the controller's last good copy. `listed` says
+/// whether the operator's ConfigMap watch has completed its first list: only
+/// then does an absent ConfigMap mean it is missing.
+fn next_config(
+    config: &mut Option<Arc<Config>>,
+    text: &mut Option<BTreeMap<String, String>>,
+    listed: bool,
+    operator: Option<&BTreeMap<String, String>>,
+    last_good: Option<&BTreeMap<String, String>>,
+) -> Vec<ConfigChange> {
+    let mut changes = Vec::new();
+    if let Some(data) = operator
+        && text.as_ref() != Some(data)
+    {
+        match Config::from_configmap_data(data) {
+            Ok(validated) => {
+                changes.push(ConfigChange::Applied {
+                    pools: validated.config.pools.len(),
+                });
+                *config = Some(Arc::new(validated.config));
+            }
+            Err(errors) => changes.push(ConfigChange::Rejected(errors.to_string())),
+        }
+        *text = Some(data.clone());
+    }
+    if config.is_none()
+        && listed
+        && let Some(data) = last_good
+        && let Ok(validated) = Config::from_configmap_data(data)
+    {
+        changes.push(ConfigChange::FellBack {
+            missing: operator.is_none(),
+        });
+        *config = Some(Arc::new(validated.config));
+    }
+    changes
 }
 
 /// Starts a reflector for `api`, reporting every change (and whether the
@@ -470,6 +692,8 @@ fn service_views(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Ve
             Some(ServiceView {
                 key: request.key,
                 addresses,
+                pool: request.pool,
+                requested: request.requested,
                 traffic_policy: request.traffic_policy,
                 has_serving_endpoints,
                 ready_endpoint_nodes,
@@ -494,7 +718,107 @@ fn node_views(nodes: &[Arc<Node>]) -> Vec<NodeView> {
                 labels: node.labels().clone(),
                 ready: condition("Ready"),
                 network_unavailable: condition("NetworkUnavailable"),
+                addresses: node
+                    .status
+                    .iter()
+                    .flat_map(|s| s.addresses.iter().flatten())
+                    .filter_map(|a| a.address.parse().ok())
+                    .collect(),
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(yaml: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("config".to_owned(), yaml.to_owned())])
+    }
+
+    const VALID: &str =
+        "address-pools:\n- name: lan\n  protocol: layer2\n  addresses: [198.51.100.0/24]\n";
+    const LAST_GOOD: &str =
+        "address-pools:\n- name: old\n  protocol: layer2\n  addresses: [203.0.113.0/24]\n";
+    const INVALID: &str = "address-pools:\n- name: lan\n  adresses: []\n";
+
+    /// Replays one speaker start: the controller's last good copy is listed
+    /// first, the operator's ConfigMap `delay` looks later (its watch not
+    /// yet listed), then it arrives with `operator`.
+    fn start(delay: usize, operator: Option<&str>) -> (Option<Arc<Config>>, Vec<ConfigChange>) {
+        let (mut config, mut text) = (None, None);
+        let last_good = data(LAST_GOOD);
+        let mut changes = Vec::new();
+        for _ in 0..delay {
+            changes.extend(next_config(
+                &mut config,
+                &mut text,
+                false,
+                None,
+                Some(&last_good),
+            ));
+        }
+        let operator = operator.map(data);
+        changes.extend(next_config(
+            &mut config,
+            &mut text,
+            true,
+            operator.as_ref(),
+            Some(&last_good),
+        ));
+        (config, changes)
+    }
+
+    #[test]
+    fn a_valid_configmap_that_arrives_late_never_falls_back() {
+        for delay in 0..30 {
+            let (config, changes) = start(delay, Some(VALID));
+            assert_eq!(
+                changes,
+                vec![ConfigChange::Applied { pools: 1 }],
+                "delay {delay}"
+            );
+            assert_eq!(config.unwrap().pools[0].name.to_string(), "lan");
+        }
+    }
+
+    #[test]
+    fn a_configmap_missing_after_its_first_list_falls_back_to_the_last_good_one() {
+        let (config, changes) = start(3, None);
+        assert_eq!(changes, vec![ConfigChange::FellBack { missing: true }]);
+        assert_eq!(config.unwrap().pools[0].name.to_string(), "old");
+    }
+
+    #[test]
+    fn an_invalid_configmap_is_rejected_and_the_last_good_one_serves() {
+        let (config, changes) = start(2, Some(INVALID));
+        assert!(
+            matches!(changes[0], ConfigChange::Rejected(_)),
+            "{changes:?}"
+        );
+        assert_eq!(changes[1], ConfigChange::FellBack { missing: false });
+        assert_eq!(config.unwrap().pools[0].name.to_string(), "old");
+    }
+
+    #[test]
+    fn an_invalid_edit_keeps_the_config_in_force_without_falling_back() {
+        let (mut config, mut text) = (None, None);
+        let last_good = data(LAST_GOOD);
+        let valid = data(VALID);
+        next_config(&mut config, &mut text, true, Some(&valid), Some(&last_good));
+        let invalid = data(INVALID);
+        let changes = next_config(
+            &mut config,
+            &mut text,
+            true,
+            Some(&invalid),
+            Some(&last_good),
+        );
+        assert!(
+            matches!(changes.as_slice(), [ConfigChange::Rejected(_)]),
+            "{changes:?}"
+        );
+        assert_eq!(config.unwrap().pools[0].name.to_string(), "lan");
+    }
 }

@@ -1,7 +1,9 @@
 //! ferrolb's end-to-end harness: a real control plane ([`control_plane`]),
 //! real network namespaces ([`netns`]), builders for the objects a kubelet and
 //! controller-manager would otherwise create ([`objects`]), and waits with
-//! deadlines ([`wait`]). Tests live in `tests/*.rs`, one behaviour per file.
+//! deadlines ([`wait`]), and a real cluster with ferrolb deployed from its
+//! image and manifests ([`real_cluster`]). Tests live in `tests/*.rs`, one
+//! behaviour per file.
 
 pub mod cluster;
 pub mod control_plane;
@@ -9,6 +11,7 @@ pub mod daemons;
 pub mod invariants;
 pub mod netns;
 pub mod objects;
+pub mod real_cluster;
 pub mod wait;
 
 pub use control_plane::ControlPlane;

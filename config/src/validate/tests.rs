@@ -427,6 +427,48 @@ fn overlaps_within_one_pool_are_refused_too() {
 }
 
 #[test]
+fn pools_in_special_purpose_ranges_are_refused_naming_the_range() {
+    let yaml = one_pool(&[
+        "0.0.0.0/0",
+        "::/0",
+        "0.0.0.0/32",
+        "127.0.0.0/24",
+        "224.0.0.0/4",
+        "169.254.10.0/24",
+        "255.255.255.255/32",
+        "126.255.255.250-127.0.0.5",
+        "::/128",
+        "::1/128",
+        "::ffff:0:0/96",
+        "fe80::/64",
+        "ff02::1-ff02::2",
+        "198.51.100.0/24",
+    ]);
+    assert_eq!(
+        errors(&yaml),
+        vec![
+            r#"pool "default": address-pools[0].addresses[0]: 0.0.0.0/0 is every IPv4 address, not a pool; list the addresses set aside for load balancers on this network"#,
+            r#"pool "default": address-pools[0].addresses[1]: ::/0 is every IPv6 address, not a pool; list the addresses set aside for load balancers on this network"#,
+            r#"pool "default": address-pools[0].addresses[2]: 0.0.0.0/32 lies in the unspecified range 0.0.0.0/8 (they mean "this host" and are never a destination)"#,
+            r#"pool "default": address-pools[0].addresses[3]: 127.0.0.0/24 lies in the loopback range 127.0.0.0/8 (they never leave a host)"#,
+            r#"pool "default": address-pools[0].addresses[4]: 224.0.0.0/4 lies in the multicast range 224.0.0.0/4 (they name groups of hosts, not one host)"#,
+            r#"pool "default": address-pools[0].addresses[5]: 169.254.10.0/24 lies in the link-local range 169.254.0.0/16 (hosts pick them for themselves)"#,
+            r#"pool "default": address-pools[0].addresses[6]: 255.255.255.255/32 is the broadcast address 255.255.255.255 (it reaches every host of the link)"#,
+            r#"pool "default": address-pools[0].addresses[7]: 126.255.255.250-127.0.0.5 reaches into the loopback range 127.0.0.0/8 (they never leave a host); it holds 127.0.0.0-127.0.0.5"#,
+            r#"pool "default": address-pools[0].addresses[8]: ::/128 is the unspecified address :: (they mean "this host" and are never a destination)"#,
+            r#"pool "default": address-pools[0].addresses[9]: ::1/128 is the loopback address ::1 (they never leave a host)"#,
+            r#"pool "default": address-pools[0].addresses[10]: ::ffff:0:0/96 lies in the IPv4-mapped range ::ffff:0.0.0.0/96 (they stand for IPv4 addresses inside IPv6 sockets and never appear on a wire)"#,
+            r#"pool "default": address-pools[0].addresses[11]: fe80::/64 lies in the link-local range fe80::/10 (hosts pick them for themselves)"#,
+            r#"pool "default": address-pools[0].addresses[12]: ff02::1-ff02::2 lies in the multicast range ff00::/8 (they name groups of hosts, not one host)"#,
+        ]
+    );
+    assert_eq!(
+        Config::from_yaml(&yaml).unwrap_err().first().label(),
+        "special_purpose"
+    );
+}
+
+#[test]
 fn pools_mix_families_and_hold_whole_ipv6_64s_without_enumerating() {
     // Two /64s and a /48 side by side: checking them must not walk them.
     let yaml = one_pool(&[
@@ -616,6 +658,34 @@ fn a_file_is_read_as_a_manifest_or_a_bare_config() {
     );
 }
 
+/// The parts of `range` outside every special-purpose range.
+fn ordinary_parts(range: AddressRange) -> Vec<AddressRange> {
+    use crate::range::{from_u128, to_u128};
+    let mut parts = vec![range];
+    for special in crate::SPECIAL_RANGES {
+        let special = special.range();
+        parts = parts
+            .into_iter()
+            .flat_map(|part| {
+                let Some(shared) = part.intersection(&special) else {
+                    return vec![part];
+                };
+                let family = part.family();
+                let (lo, hi) = (to_u128(shared.first()), to_u128(shared.last()));
+                let mut rest = vec![];
+                if to_u128(part.first()) < lo {
+                    rest.extend(AddressRange::new(part.first(), from_u128(lo - 1, family)));
+                }
+                if hi < to_u128(part.last()) {
+                    rest.extend(AddressRange::new(from_u128(hi + 1, family), part.last()));
+                }
+                rest
+            })
+            .collect();
+    }
+    parts
+}
+
 /// A valid config: disjoint ranges of both families spread over pools with
 /// awkward names, and random options.
 fn any_config() -> impl Strategy<Value = Config> {
@@ -685,16 +755,16 @@ fn any_config() -> impl Strategy<Value = Config> {
             for (k, (first, last, family)) in spans.enumerate() {
                 let ip = |n| crate::range::from_u128(n, family);
                 let pool = owners[k % owners.len()].index(pools.len());
-                pools[pool]
-                    .ranges
-                    .push(AddressRange::new(ip(first), ip(last)).unwrap());
+                let span = AddressRange::new(ip(first), ip(last)).unwrap();
+                pools[pool].ranges.extend(ordinary_parts(span));
             }
             // Every pool needs addresses: give empty ones a single address
-            // below every cut, one each.
+            // below every cut, one each, past `::` and `::1`.
             for (i, pool) in pools.iter_mut().enumerate() {
+                let n = i as u128 + 2;
                 if pool.ranges.is_empty() {
-                    let ip = crate::range::from_u128(i as u128, Family::V6);
-                    if v6[0] > i as u128 {
+                    let ip = crate::range::from_u128(n, Family::V6);
+                    if v6[0] > n {
                         pool.ranges.push(AddressRange::new(ip, ip).unwrap());
                     }
                 }

@@ -1,0 +1,3 @@
+module ferrolb.local/pause
+
+go 1.22
