@@ -11,7 +11,8 @@ use crate::control_plane::{ControlPlane, unique};
 use crate::netns::Netns;
 
 /// The path of one of the workspace's binaries (`ferrolb-controller`,
-/// `ferrolb-speaker`), built first if it is not there yet.
+/// `ferrolb-speaker`, or this crate's `flb-*` tools), built first if it is
+/// not there yet.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("test executable path");
@@ -28,7 +29,12 @@ pub fn binary(name: &str) -> PathBuf {
     if !built.iter().any(|b| b == name) {
         // Build the profile the caller runs in (benchmarks run release), so
         // the path below is never a stale binary of the other profile.
-        let mut args = vec!["build", "--quiet", "-p", name, "--bin", name];
+        let package = if name.starts_with("flb-") {
+            env!("CARGO_PKG_NAME")
+        } else {
+            name
+        };
+        let mut args = vec!["build", "--quiet", "-p", package, "--bin", name];
         if dir.ends_with("release") {
             args.push("--release");
         }
