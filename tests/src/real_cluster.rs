@@ -120,7 +120,11 @@ impl RealCluster {
             started.elapsed().as_secs_f64()
         );
         let env = std::fs::read_to_string(run.join("cluster.env")).expect("cluster.env");
-        let vars: BTreeMap<&str, &str> = env.lines().filter_map(|l| l.split_once('=')).collect();
+        let vars: BTreeMap<&str, &str> = env
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k, v.trim_matches('"')))
+            .collect();
         cluster.client_ns = vars["CLIENT_NS"].to_owned();
         cluster.client_ip = vars["CLIENT_IP"].to_owned();
         cluster.pool = vars["POOL"].to_owned();

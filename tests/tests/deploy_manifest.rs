@@ -71,6 +71,7 @@ async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_do
     for (verb, resource, namespace) in [
         ("watch", "services", None),
         ("watch", "nodes", None),
+        ("get", "nodes", None),
         ("watch", "endpointslices.discovery.k8s.io", None),
         ("create", "events.events.k8s.io", Some("default")),
         ("watch", "configmaps", ns),
@@ -85,6 +86,9 @@ async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_do
     // Least privilege: no writes outside what each needs.
     assert!(!can("speaker", "patch", "services/status", Some("default")));
     assert!(!can("speaker", "patch", "configmaps", ns));
+    // The membership key reaches the speaker through its environment
+    // (secretKeyRef): it needs no access to Secrets at all.
+    assert!(!can("speaker", "get", "secrets", ns));
     assert!(!can("controller", "update", "nodes", None));
     // Status is patched (with the resourceVersion it was planned from),
     // never replaced; the only ConfigMap it writes is its last-good copy.
