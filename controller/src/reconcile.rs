@@ -433,15 +433,15 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
             // Counted and logged once per cause: a pending Service is
             // reconciled on every wake-up, and the repeat only adds to the
             // event's series.
-            if ctx
+            let new_cause = ctx
                 .publish(
                     service.as_ref(),
                     EventType::Warning,
                     "AllocationFailed",
                     message.clone(),
                 )
-                .await
-            {
+                .await;
+            if new_cause {
                 warn!(service = %key, reason, "{message}");
                 ctx.metrics.failed(reason);
             }

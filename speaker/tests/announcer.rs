@@ -265,3 +265,209 @@ fn an_interface_that_comes_up_later_is_announced_on() {
     );
     assert_eq!(arping(&lan, VIP, 1), vec![NODE_MAC]);
 }
+
+/// The client's MAC as the speaker reports it.
+const CLIENT: &str = lan::CLIENT_MAC;
+
+/// The client claims `address` with `count` gratuitous ARPs (request form,
+/// as `arp_notify` sends them), the way a host configured with it does.
+fn client_claims(lan: &Lan, address: &str, count: u32) {
+    let out = lan.in_client(
+        "arping",
+        &[
+            "-U",
+            "-c",
+            &count.to_string(),
+            "-w",
+            "3",
+            "-I",
+            "eth0",
+            address,
+        ],
+    );
+    assert!(
+        out.status.success() || out.status.code() == Some(1),
+        "arping -U: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_address_in_use_on_the_lan_is_not_announced_until_it_is_free() {
+    if lan::ran_as_speaker() {
+        return;
+    }
+    let lan = Lan::create("inuse");
+    let mut speaker = speaker(
+        &lan,
+        "an_address_in_use_on_the_lan_is_not_announced_until_it_is_free",
+    );
+    // The client already uses both addresses: its kernel answers the ARP
+    // probe and the DAD probe.
+    lan.client_ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0"]);
+    lan.client_ip(&[
+        "addr",
+        "add",
+        &format!("{VIP6}/128"),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    speaker.announce(&[VIP, VIP6], &[]);
+    let expected = vec![
+        format!("{VIP} {CLIENT} false"),
+        format!("{VIP6} {CLIENT} false"),
+    ];
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let mut events = speaker.events();
+            events.sort();
+            events == expected
+        }),
+        "events: {:?}",
+        speaker.events()
+    );
+    assert_eq!(speaker.totals(), (0, 2), "two conflicts, no split brain");
+    for address in [VIP, VIP6] {
+        let counts = speaker.counts(address);
+        assert_eq!(
+            counts.gratuitous_sent, 0,
+            "{address} was announced: {counts:?}"
+        );
+        assert_eq!(
+            counts.responses_sent, 0,
+            "{address} was answered: {counts:?}"
+        );
+    }
+
+    // Probed again every 2 s (here): once the client lets go, the node
+    // announces, and the conflicts are not reported twice.
+    lan.client_ip(&["addr", "del", &format!("{VIP}/32"), "dev", "eth0"]);
+    lan.client_ip(&["addr", "del", &format!("{VIP6}/128"), "dev", "eth0"]);
+    assert!(
+        eventually(Duration::from_secs(8), || arping(&lan, VIP, 1)
+            == vec![NODE_MAC]),
+        "{VIP} is announced once free"
+    );
+    assert!(
+        eventually(Duration::from_secs(8), || ndisc6(&lan, VIP6, 1)
+            == vec![NODE_MAC]),
+        "{VIP6} is announced once free"
+    );
+    assert_eq!(speaker.events().len(), 2);
+    assert_eq!(speaker.totals(), (0, 2));
+}
+
+#[test]
+fn claims_on_an_announced_address_are_told_apart_by_mac() {
+    if lan::ran_as_speaker() {
+        return;
+    }
+    let lan = Lan::create("claims");
+    let mut speaker = speaker(&lan, "claims_on_an_announced_address_are_told_apart_by_mac");
+    speaker.announce(&[VIP], &[]);
+    assert!(
+        eventually(Duration::from_secs(5), || arping(&lan, VIP, 1)
+            == vec![NODE_MAC]),
+        "{VIP} never answered"
+    );
+    // The client now claims the address too.
+    lan.client_ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0"]);
+
+    // A host that is no speaker: an IP conflict, reported once, however
+    // many frames it sends.
+    client_claims(&lan, VIP, 2);
+    assert!(eventually(Duration::from_secs(3), || speaker.totals() == (0, 1)));
+    client_claims(&lan, VIP, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(speaker.events(), vec![format!("{VIP} {CLIENT} true")]);
+    assert_eq!(speaker.totals(), (0, 1));
+    let conflicts = speaker.counts(VIP).conflicts;
+    assert!(
+        conflicts >= 4,
+        "every frame counted per address: {conflicts}"
+    );
+
+    // The same MAC published by a speaker: a split brain, counted once per
+    // episode, and the address announced again to win the clients back.
+    speaker.set_speakers(&[CLIENT], &[]);
+    let sent = speaker.counts(VIP).gratuitous_sent;
+    client_claims(&lan, VIP, 2);
+    assert!(eventually(Duration::from_secs(3), || speaker.totals() == (1, 1)));
+    assert!(
+        eventually(Duration::from_secs(3), || speaker
+            .counts(VIP)
+            .gratuitous_sent
+            > sent),
+        "announced again"
+    );
+    client_claims(&lan, VIP, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(speaker.totals(), (1, 1), "one episode");
+
+    // A speaker that released its Lease hands over; so does every speaker
+    // once this one is leaving: neither counts, nor is reported.
+    speaker.set_speakers(&[], &[CLIENT]);
+    let before = speaker.counts(VIP).conflicts;
+    client_claims(&lan, VIP, 2);
+    speaker.set_speakers(&[CLIENT], &[]);
+    speaker.leave();
+    client_claims(&lan, VIP, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(speaker.totals(), (1, 1));
+    assert_eq!(
+        speaker.counts(VIP).conflicts,
+        before,
+        "a handover is no conflict"
+    );
+    assert_eq!(speaker.events().len(), 1);
+    let log = speaker.log();
+    let warned = |what: &str| {
+        log.lines()
+            .filter(|l| l.contains("WARN") && l.contains(what))
+            .count()
+    };
+    assert_eq!(
+        (warned("split brain"), warned("IP conflict")),
+        (1, 1),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_refresh_repeats_the_announcements_after_the_burst() {
+    if lan::ran_as_speaker() {
+        return;
+    }
+    let lan = Lan::create("refresh");
+    let mut speaker = speaker(&lan, "a_refresh_repeats_the_announcements_after_the_burst");
+    speaker.announce(&[VIP, VIP6], &[]);
+    // The burst sends five frames over 4.4 s; the refresh (every 500 ms
+    // here) keeps sending after it, for both families.
+    for address in [VIP, VIP6] {
+        assert!(
+            eventually(Duration::from_secs(10), || speaker
+                .counts(address)
+                .gratuitous_sent
+                >= 8),
+            "{address}: {:?}",
+            speaker.counts(address)
+        );
+    }
+}
+
+#[test]
+fn without_a_refresh_the_burst_is_all_that_is_sent() {
+    if lan::ran_as_speaker() {
+        return;
+    }
+    let lan = Lan::create("norefr");
+    let mut speaker = speaker(&lan, "without_a_refresh_the_burst_is_all_that_is_sent");
+    speaker.announce(&[VIP], &[]);
+    assert!(eventually(Duration::from_secs(8), || speaker
+        .counts(VIP)
+        .gratuitous_sent
+        >= 5));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(speaker.counts(VIP).gratuitous_sent, 5);
+}

@@ -62,6 +62,18 @@ impl Daemon {
     /// Starts binary `name` with `args`, talking to `plane`, in `netns` (or
     /// the root namespace).
     pub fn start(name: &str, args: &[&str], plane: &ControlPlane, netns: Option<&Netns>) -> Daemon {
+        Daemon::start_with_env(name, args, &[], plane, netns)
+    }
+
+    /// Like [`Daemon::start`], with `env` added to its environment (secrets
+    /// go there, not on the command line).
+    pub fn start_with_env(
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        plane: &ControlPlane,
+        netns: Option<&Netns>,
+    ) -> Daemon {
         let path = binary(name);
         let log = std::env::temp_dir().join(format!("{}.log", unique(name)));
         let out = File::create(&log).expect("create daemon log");
@@ -75,6 +87,7 @@ impl Daemon {
             .env("KUBECONFIG", &plane.kubeconfig)
             .env("RUST_LOG", "info,kube=warn,ferrolb_speaker=debug")
             .env_remove("NO_COLOR")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

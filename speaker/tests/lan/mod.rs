@@ -20,8 +20,9 @@ use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferrolb_speaker::announcer::{Announcements, Announcer, Settings};
-use tokio::sync::watch;
+use ferrolb_speaker::announcer::{Announcements, Announcer, Settings, WireEvent};
+use ferrolb_speaker::respond::Speakers;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// The node's MAC on the LAN: what every answer must carry.
@@ -322,6 +323,45 @@ impl Speaker {
         }
     }
 
+    /// Tells the announcer which MACs are other speakers (`present`) and
+    /// which of them released their Lease (`leaving`).
+    pub fn set_speakers(&mut self, present: &[&str], leaving: &[&str]) {
+        let list = |macs: &[&str]| {
+            if macs.is_empty() {
+                "-".to_owned()
+            } else {
+                macs.join(",")
+            }
+        };
+        let reply = self.command(&format!("speakers {} {}", list(present), list(leaving)));
+        assert_eq!(reply, "ok");
+    }
+
+    /// Starts this speaker's handover (as its drain does on SIGTERM).
+    pub fn leave(&mut self) {
+        assert_eq!(self.command("leave"), "ok");
+    }
+
+    /// The IP conflicts reported so far, as `address mac announced`.
+    pub fn events(&mut self) -> Vec<String> {
+        let reply = self.command("events");
+        reply
+            .split(';')
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The split brains and IP conflicts counted so far.
+    pub fn totals(&mut self) -> (u64, u64) {
+        let reply = self.command("totals");
+        let n: Vec<u64> = reply
+            .split_whitespace()
+            .map(|w| w.parse().expect("totals are numbers"))
+            .collect();
+        (n[0], n[1])
+    }
+
     /// The process id (the same inside and outside the namespace).
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -385,11 +425,26 @@ pub fn ran_as_speaker() -> bool {
         )
         .try_init();
     let (desired, receiver) = watch::channel(Announcements::new());
-    let announcer = Announcer::new(receiver, Settings::default());
+    let (speakers, speakers_rx) = watch::channel(Speakers::default());
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<WireEvent>();
+    let leaving = CancellationToken::new();
+    // The child runs one test by name: the refresh test gets a fast refresh.
+    let refreshing = std::env::args().any(|a| a.contains("a_refresh_repeats"));
+    let settings = Settings {
+        // Short enough that a test sees an address come free.
+        probe_retry: Duration::from_secs(2),
+        refresh_interval: refreshing.then_some(Duration::from_millis(500)),
+        ..Settings::default()
+    };
+    let announcer = Announcer::new(receiver, settings)
+        .with_speakers(speakers_rx)
+        .with_events(events_tx)
+        .with_leaving(leaving.clone());
     let counters = announcer.counters();
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     std::thread::spawn(move || {
+        let mut reported: Vec<String> = Vec::new();
         for line in std::io::stdin().lines().map_while(Result::ok) {
             let words: Vec<&str> = line.split_whitespace().collect();
             let reply = match words.as_slice() {
@@ -424,6 +479,41 @@ pub fn ran_as_speaker() -> bool {
                         "{} {} {} {}",
                         c.requests_received, c.responses_sent, c.gratuitous_sent, c.conflicts
                     )
+                }
+                ["speakers", present, leaving] => {
+                    let macs = |list: &str| {
+                        list.split(',')
+                            .filter(|m| *m != "-")
+                            .map(|m| m.parse().expect("a MAC"))
+                            .collect()
+                    };
+                    speakers.send_replace(Speakers {
+                        present: macs(present),
+                        leaving: macs(leaving),
+                        ..Speakers::default()
+                    });
+                    "ok".to_owned()
+                }
+                ["leave"] => {
+                    leaving.cancel();
+                    "ok".to_owned()
+                }
+                ["events"] => {
+                    let mut seen = Vec::new();
+                    while let Ok(WireEvent::IpConflict {
+                        address,
+                        mac,
+                        announced,
+                    }) = events_rx.try_recv()
+                    {
+                        seen.push(format!("{address} {mac} {announced}"));
+                    }
+                    reported.extend(seen);
+                    reported.join(";")
+                }
+                ["totals"] => {
+                    let s = counters.snapshot();
+                    format!("{} {}", s.split_brains, s.ip_conflicts)
                 }
                 _ => format!("unknown command {line:?}"),
             };
