@@ -3,6 +3,11 @@
 //! lock, then writes the status and events the plan calls for. It owns the
 //! start-up rebuild of the allocator from existing statuses, and releasing
 //! the addresses of deleted Services.
+//!
+//! Every write goes through the leader's [`Fence`] (none once this replica's
+//! renew deadline has passed), and a status write carries the
+//! `resourceVersion` of the Service it was planned from, so one planned from
+//! a stale cache is refused (409) and planned again, never applied.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -433,15 +438,15 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
             // Counted and logged once per cause: a pending Service is
             // reconciled on every wake-up, and the repeat only adds to the
             // event's series.
-            if ctx
+            let new_cause = ctx
                 .publish(
                     service.as_ref(),
                     EventType::Warning,
                     "AllocationFailed",
                     message.clone(),
                 )
-                .await
-            {
+                .await;
+            if new_cause {
                 warn!(service = %key, reason, "{message}");
                 ctx.metrics.failed(reason);
             }

@@ -36,6 +36,10 @@ use crate::wire::{Frame, MacAddr};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Announcements {
     addresses: BTreeMap<IpAddr, BTreeSet<String>>,
+    /// Raised to have every announced address announced again (a gratuitous
+    /// burst as on a gain): after a partition heals, clients may have moved
+    /// to another node that held this one dead.
+    reannounce: u64,
     /// Addresses this node takes over from another speaker: announced at
     /// once, without the conflict probe.
     takeovers: BTreeSet<IpAddr>,
@@ -65,6 +69,13 @@ impl Announcements {
             Some(current) if named.is_empty() => current.clear(),
             Some(current) => current.extend(named),
         }
+    }
+
+    /// The same announcements, to be announced again whenever `epoch`
+    /// differs from the one the announcer last followed.
+    pub fn reannounced(mut self, epoch: u64) -> Announcements {
+        self.reannounce = epoch;
+        self
     }
 
     /// Marks an announced `address` as taken over from another speaker
@@ -489,6 +500,7 @@ impl Announcer {
                 settings: self.settings.clone(),
                 conflicts_reported: HashMap::new(),
                 send_failing: false,
+                reannounce: 0,
                 speakers: self.speakers.clone(),
                 events: self.events.clone(),
                 leaving: self.leaving.clone(),
@@ -592,6 +604,8 @@ struct Responder {
     conflicts_reported: HashMap<IpAddr, (crate::wire::MacAddr, Instant)>,
     /// Whether the last send failed, to log a failing link once.
     send_failing: bool,
+    /// The re-announce epoch last followed.
+    reannounce: u64,
     /// The MACs of the speakers on the LAN.
     speakers: watch::Receiver<Speakers>,
     /// Where IP conflicts are reported.
@@ -684,6 +698,17 @@ impl Responder {
     fn follow(&mut self, desired: &mut watch::Receiver<Announcements>) {
         let announcements = desired.borrow_and_update();
         let now = announcements.owned_on(&self.iface.name, &self.eligibility);
+        // A raised epoch: every address still owned is announced again.
+        if std::mem::replace(&mut self.reannounce, announcements.reannounce)
+            != announcements.reannounce
+        {
+            let at = Instant::now();
+            for address in self.owned.iter().filter(|a| now.contains(*a)) {
+                self.bursts
+                    .start(address, at, self.settings.gratuitous_rounds);
+                info!(%address, "announcing {address} again on {}", self.iface.name);
+            }
+        }
         let lost: Vec<IpAddr> = self.owned.iter().filter(|a| !now.contains(*a)).collect();
         let gained: Vec<(IpAddr, bool)> = now
             .iter()

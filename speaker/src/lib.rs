@@ -11,6 +11,7 @@ pub mod flags;
 pub mod liveness;
 pub mod ownership;
 pub mod respond;
+pub mod seal;
 pub mod wire;
 
 // Shells: the announcer owns the sockets and the per-interface tasks.
@@ -18,7 +19,9 @@ pub mod announcer;
 pub mod interfaces;
 pub mod socket;
 
-// Shells: the cluster view, the node Lease, the metrics endpoint.
+// Shells: the membership's socket, the cluster view, the discovery record,
+// the metrics endpoint.
+pub mod members;
 pub mod metrics;
 pub mod node_lease;
 pub mod watch;

@@ -2,7 +2,7 @@
 //! `main` owns the flags, logging, wiring and the shutdown path, whose drain
 //! step hands addresses over before the speaker stops answering.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,10 +11,15 @@ use anyhow::Context as _;
 use clap::Parser;
 use ferrolb_config::{DEFAULT_CONFIGMAP_NAME, DEFAULT_NAMESPACE};
 use ferrolb_speaker::announcer::{self, Announcements, Announcer};
+use ferrolb_speaker::liveness;
+use ferrolb_speaker::members;
 use ferrolb_speaker::metrics::{self, Metrics};
 use ferrolb_speaker::respond::Speakers;
+use ferrolb_speaker::seal::Key;
 use ferrolb_speaker::{node_lease, watch};
+use k8s_openapi::api::core::v1::Node;
 use kube::Client;
+use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -36,13 +41,25 @@ struct Cli {
     /// Address of the /metrics and /healthz endpoints.
     #[arg(long, env = "FERROLB_METRICS_ADDRESS", default_value = "0.0.0.0:7473")]
     metrics_address: SocketAddr,
-    /// How long this speaker's Lease vouches for it: a speaker that dies
-    /// without handing over loses its addresses after this long.
-    #[arg(long, default_value = "4s", value_parser = parse_duration)]
-    lease_duration: Duration,
-    /// How often the Lease is renewed.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    lease_renew: Duration,
+    /// The address the membership listens on and speaks from: the node's
+    /// address on the LAN that carries the announcements, so a node whose
+    /// LAN link is dead loses its addresses. Default: the Node's InternalIP.
+    #[arg(long, env = "FERROLB_MEMBER_ADDRESS")]
+    member_address: Option<IpAddr>,
+    /// The membership's UDP port.
+    #[arg(long, env = "FERROLB_MEMBER_PORT", default_value_t = 7946)]
+    member_port: u16,
+    /// The membership key: the Secret ferrolb-system/ferrolb-memberlist, key
+    /// `secretkey`. Without it the speaker does not start.
+    #[arg(long, env = "FERROLB_MEMBERLIST_SECRET", hide_env_values = true)]
+    memberlist_secret: Option<String>,
+    /// How often heartbeats go to the watching peers.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    member_interval: Duration,
+    /// Silence after which a peer is declared down (detection takes this
+    /// plus at most one interval).
+    #[arg(long, default_value = "600ms", value_parser = parse_duration)]
+    member_timeout: Duration,
     /// Send gratuitous ARP / unsolicited NA for every owned address this
     /// often (e.g. 60s), for switches that age out their MAC tables. Off by
     /// default.
@@ -50,19 +67,22 @@ struct Cli {
     gratuitous_refresh: Option<Duration>,
 }
 
+/// `EX_USAGE`: the speaker was started with settings it cannot run with.
+const EX_USAGE: u8 = 64;
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     ferrolb_speaker::flags::duration(text)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.lease_renew >= cli.lease_duration {
+    if cli.member_interval >= cli.member_timeout {
         let error = <Cli as clap::CommandFactory>::command().error(
             clap::error::ErrorKind::ArgumentConflict,
             format!(
-                "--lease-renew ({}) must be shorter than --lease-duration ({}), or the Lease lapses between renewals",
-                humantime::format_duration(cli.lease_renew),
-                humantime::format_duration(cli.lease_duration),
+                "--member-interval ({}) must be shorter than --member-timeout ({}), or every peer looks dead between heartbeats",
+                humantime::format_duration(cli.member_interval),
+                humantime::format_duration(cli.member_timeout),
             ),
         );
         let _ = error.print();
@@ -74,6 +94,24 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,kube=warn".into()),
         )
         .init();
+    let key = match cli
+        .memberlist_secret
+        .as_deref()
+        .map(str::as_bytes)
+        .map(Key::new)
+    {
+        Some(Ok(key)) => key,
+        Some(Err(e)) => {
+            error!("refusing to start: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+        None => {
+            error!(
+                "refusing to start: no membership key (FERROLB_MEMBERLIST_SECRET, from the Secret ferrolb-system/ferrolb-memberlist, key secretkey); create it with: kubectl create secret generic -n ferrolb-system ferrolb-memberlist --from-literal=secretkey=\"$(openssl rand -base64 32)\""
+            );
+            return ExitCode::from(EX_USAGE);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -81,7 +119,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, key)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -90,12 +128,18 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, key: Key) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("connecting to the API server")?;
     let shutdown = CancellationToken::new();
     let stop_answering = CancellationToken::new();
+
+    let member_ip = match cli.member_address {
+        Some(ip) => ip,
+        None => internal_ip(&client, &cli.node_name).await?,
+    };
+    let member_addr = SocketAddr::new(member_ip, cli.member_port);
 
     let (desired_tx, desired_rx) = tokio::sync::watch::channel(Announcements::new());
     let (speakers_tx, speakers_rx) = tokio::sync::watch::channel(Speakers::default());
@@ -119,28 +163,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         metrics.clone(),
         stop_answering.clone(),
     ));
-    let (renewing_tx, renewing_rx) = tokio::sync::watch::channel(false);
-    let renewing = tokio::spawn({
-        let (client, namespace, node, shutdown) = (
-            client.clone(),
-            cli.namespace.clone(),
-            cli.node_name.clone(),
-            shutdown.clone(),
-        );
-        async move {
-            node_lease::renew(
-                client,
-                &namespace,
-                &node,
-                cli.lease_duration,
-                cli.lease_renew,
-                renewing_tx,
-                interfaces,
-                shutdown,
-            )
-            .await
-        }
-    });
+    let settings = liveness::Settings {
+        interval: cli.member_interval,
+        timeout: cli.member_timeout,
+        ..liveness::Settings::default()
+    };
+    // The membership outlives the decisions: it says goodbye during the
+    // drain and stops with the answering.
+    let (members, view) = members::start(
+        cli.node_name.clone(),
+        member_addr,
+        key,
+        settings,
+        metrics.clone(),
+        stop_answering.clone(),
+    )
+    .await?;
+    let record_missing = Arc::new(tokio::sync::Notify::new());
+    let publishing = tokio::spawn(node_lease::publish(
+        client.clone(),
+        cli.namespace.clone(),
+        cli.node_name.clone(),
+        member_addr,
+        interfaces,
+        record_missing.clone(),
+        shutdown.clone(),
+    ));
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -152,38 +200,73 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         node: cli.node_name.clone(),
         namespace: cli.namespace.clone(),
         config_map: cli.config_map.clone(),
+        member: member_addr,
     };
-    info!(node = %cli.node_name, "speaker started");
+    info!(node = %cli.node_name, member = %member_addr, "speaker started");
     let watching = tokio::spawn(watch::run(
         client.clone(),
         settings,
-        recorder,
-        metrics,
-        desired_tx,
-        speakers_tx,
-        events_rx,
-        renewing_rx,
+        watch::Wiring {
+            recorder,
+            metrics,
+            announcements: desired_tx,
+            members: members.clone(),
+            view,
+            record_missing,
+            speakers: speakers_tx,
+            wire_events: events_rx,
+        },
         shutdown.clone(),
     ));
 
     shutdown_signal().await;
-    // Drain: stop deciding and renewing, hand the addresses over by
-    // releasing the Lease, give the other speakers a moment to take over,
-    // and only then stop answering.
+    // Drain: stop deciding, tell the peers this speaker leaves (they take
+    // its addresses over and announce them at once), keep answering a
+    // moment so no client is left without an answer meanwhile, then stop.
     shutdown.cancel();
-    let _ = tokio::join!(watching, renewing);
-    let handover = node_lease::release(client, &cli.namespace, &cli.node_name);
-    if tokio::time::timeout(Duration::from_secs(3), handover)
-        .await
-        .is_err()
-    {
-        info!("could not release the lease in time; others take over when it expires");
+    let _ = tokio::join!(watching, publishing);
+    members.leave().await;
+    let answering_until = tokio::time::Instant::now() + HANDOVER;
+    let release = node_lease::release(client, &cli.namespace, &cli.node_name);
+    if tokio::time::timeout(HANDOVER, release).await.is_err() {
+        info!("could not delete the discovery record in time");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep_until(answering_until).await;
     stop_answering.cancel();
     let _ = tokio::join!(announcing, server);
     info!("stopped");
     Ok(())
+}
+
+/// How long a stopping speaker keeps answering after telling its peers it
+/// leaves: they announce within a few milliseconds of hearing it.
+const HANDOVER: Duration = Duration::from_millis(500);
+
+/// Node `node`'s InternalIP, from the API (retried while it cannot be read).
+async fn internal_ip(client: &Client, node: &str) -> anyhow::Result<IpAddr> {
+    let nodes = Api::<Node>::all(client.clone());
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match nodes.get(node).await {
+            Ok(found) => {
+                let ip = found
+                    .status
+                    .and_then(|s| s.addresses)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|a| a.type_ == "InternalIP")
+                    .and_then(|a| a.address.parse().ok());
+                return ip.with_context(|| {
+                    format!("node {node} has no InternalIP; pass --member-address")
+                });
+            }
+            Err(e) => {
+                error!(error = %e, "cannot read node {node} for its InternalIP; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 /// SIGTERM comes from the kubelet when the pod stops, SIGINT from a person

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
@@ -15,6 +15,7 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
 use crate::announcer::Counters;
+use crate::seal::Rejection;
 
 /// What the speaker exports.
 #[derive(Debug, Default)]
@@ -22,6 +23,9 @@ pub struct Metrics {
     counters: Arc<Counters>,
     announced: AtomicUsize,
     api_healthy: AtomicBool,
+    members_live: AtomicUsize,
+    /// Rejected membership datagrams, indexed like [`Rejection::ALL`].
+    rejected: [AtomicU64; Rejection::ALL.len()],
     refused: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -32,8 +36,22 @@ impl Metrics {
             counters,
             announced: AtomicUsize::new(0),
             api_healthy: AtomicBool::new(true),
+            members_live: AtomicUsize::new(0),
+            rejected: Default::default(),
             refused: Mutex::default(),
         }
+    }
+
+    /// Counts one rejected membership datagram.
+    pub fn count_rejected(&self, reason: Rejection) {
+        if let Some(i) = Rejection::ALL.iter().position(|r| *r == reason) {
+            self.rejected[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records how many members the LAN membership holds live.
+    pub fn set_members_live(&self, count: usize) {
+        self.members_live.store(count, Ordering::Relaxed);
     }
 
     /// Records how many addresses this node announces.
@@ -133,6 +151,26 @@ impl Metrics {
             &mut std::iter::once((
                 String::new(),
                 u64::from(self.api_healthy.load(Ordering::Relaxed)),
+            )),
+        );
+        family(
+            "member_messages_rejected_total",
+            "counter",
+            "Membership datagrams dropped, by reason (bad_tag: wrong key; replayed)",
+            &mut Rejection::ALL.iter().zip(&self.rejected).map(|(r, n)| {
+                (
+                    format!("{{reason=\"{}\"}}", r.as_label()),
+                    n.load(Ordering::Relaxed),
+                )
+            }),
+        );
+        family(
+            "members_live",
+            "gauge",
+            "Speakers the LAN membership holds live, this one included",
+            &mut std::iter::once((
+                String::new(),
+                self.members_live.load(Ordering::Relaxed) as u64,
             )),
         );
         // Named as the failover and conflict alerts know them, without the

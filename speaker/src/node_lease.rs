@@ -1,10 +1,13 @@
-//! This speaker's per-node Lease: renewed while the speaker runs, so that the
-//! other speakers count it live, and deleted on a clean stop, so that they
-//! take its addresses over at once instead of after the lease duration. It
-//! also publishes the MACs this speaker answers from ([`MACS_ANNOTATION`]),
-//! so the others tell a split brain or a handover from a foreign host.
+//! This speaker's discovery record: a Lease per node, annotated with where
+//! its membership listens ([`MEMBER_ADDRESS`]) and the MACs it answers from
+//! ([`MACS_ANNOTATION`], so the others tell a split brain or a handover from a
+//! foreign host). It is written when the speaker starts, and again only when
+//! what it says changes or it goes missing; it is never renewed: liveness
+//! comes from the LAN membership, so at idle the speakers write nothing. It
+//! is deleted on a clean stop.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -12,13 +15,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::interfaces::{self, Eligibility, InterfaceFacts};
 use crate::watch::{LEASE_LABEL, lease_name};
 use crate::wire::MacAddr;
+
+/// The annotation holding a speaker's membership address (`ip:port`).
+pub const MEMBER_ADDRESS: &str = "ferrolb.io/member-address";
 
 /// The Lease annotation listing, comma-separated, the MACs of the
 /// interfaces this speaker may answer on.
@@ -49,93 +55,99 @@ pub fn parse_macs(value: &str) -> BTreeSet<MacAddr> {
         .collect()
 }
 
-/// Renews node `node`'s Lease every `renew` until `shutdown`; the Lease says
-/// it is valid for `duration`. API errors are retried at the next renewal.
-///
-/// `renewing` says whether this speaker can reach the API server: true after
-/// a renewal succeeds, false as soon as one fails (a request that hangs
-/// counts as failed after `renew`), which is well before any Lease seen at
-/// the same time could expire. A silent API server raises no watch error, so
-/// this is how the speaker learns that its view of the others is stale.
-#[allow(clippy::too_many_arguments)] // the Lease's facts and the channels it feeds
-pub async fn renew(
+/// The field manager of this module's writes.
+const MANAGER: &str = "ferrolb-speaker";
+
+/// Writes node `node`'s record saying its membership listens on `member`
+/// and which MACs it answers from, then again each time `missing` is
+/// notified (the record vanished or says something else) or the MACs
+/// change, until `shutdown`. Failures are retried with backoff.
+pub async fn publish(
     client: Client,
-    namespace: &str,
-    node: &str,
-    duration: Duration,
-    renew: Duration,
-    renewing: watch::Sender<bool>,
+    namespace: String,
+    node: String,
+    member: SocketAddr,
     mut interfaces: watch::Receiver<Vec<InterfaceFacts>>,
+    missing: std::sync::Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let leases = Api::<Lease>::namespaced(client, namespace);
-    let name = lease_name(node);
-    let mut failing = false;
-    let mut tick = tokio::time::interval(renew);
-    let mut scanning = true;
+    let leases = Api::<Lease>::namespaced(client, &namespace);
+    let name = lease_name(&node);
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-            // New MACs are published at once, so the other speakers know
-            // them before this one answers from them.
-            changed = interfaces.changed(), if scanning => {
-                scanning = changed.is_ok();
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let macs = format_macs(&answering_macs(&interfaces.borrow_and_update()));
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    labels: Some([(LEASE_LABEL.0.to_owned(), LEASE_LABEL.1.to_owned())].into()),
+                    annotations: Some(
+                        [
+                            (MEMBER_ADDRESS.to_owned(), member.to_string()),
+                            (MACS_ANNOTATION.to_owned(), macs),
+                        ]
+                        .into(),
+                    ),
+                    ..Default::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(node.clone()),
+                    acquire_time: Some(MicroTime(Timestamp::now())),
+                    ..Default::default()
+                }),
+            };
+            let params = PatchParams::apply(MANAGER).force();
+            let apply = Patch::Apply(&lease);
+            let write = leases.patch(&name, &params, &apply);
+            let outcome = tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = tokio::time::timeout(Duration::from_secs(5), write) => r,
+            };
+            match outcome {
+                Ok(Ok(_)) => {
+                    info!(lease = %name, %member, "discovery record written");
+                    break;
+                }
+                Ok(Err(e)) => {
+                    warn!(lease = %name, error = %e, "cannot write the discovery record; retrying")
+                }
+                Err(_) => warn!(lease = %name, "no answer writing the discovery record; retrying"),
             }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
         }
-        let macs = format_macs(&answering_macs(&interfaces.borrow()));
-        let lease = Lease {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                labels: Some([(LEASE_LABEL.0.to_owned(), LEASE_LABEL.1.to_owned())].into()),
-                annotations: Some([(MACS_ANNOTATION.to_owned(), macs)].into()),
-                ..Default::default()
-            },
-            spec: Some(LeaseSpec {
-                holder_identity: Some(node.to_owned()),
-                lease_duration_seconds: Some(duration.as_secs().max(1) as i32),
-                renew_time: Some(MicroTime(Timestamp::now())),
-                ..Default::default()
-            }),
-        };
-        let params = PatchParams::apply("ferrolb-speaker").force();
-        let apply = Patch::Apply(&lease);
-        let patch = leases.patch(&name, &params, &apply);
-        let outcome = match tokio::time::timeout(renew, patch).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {renew:?}")),
-        };
-        match outcome {
-            Ok(()) => {
-                if failing {
-                    info!(lease = %name, "renewing the lease again");
-                    failing = false;
+        let written = answering_macs(&interfaces.borrow());
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = missing.notified() => break,
+                changed = interfaces.changed() => {
+                    if changed.is_err() {
+                        // The announcer stopped; nothing more to say.
+                        std::future::pending::<()>().await;
+                    }
+                    if answering_macs(&interfaces.borrow()) != written {
+                        break;
+                    }
                 }
-                renewing.send_if_modified(|ok| !std::mem::replace(ok, true));
-            }
-            Err(e) => {
-                if !failing {
-                    warn!(lease = %name, error = %e, "cannot renew the lease; retrying");
-                }
-                failing = true;
-                renewing.send_if_modified(|ok| std::mem::replace(ok, false));
             }
         }
     }
 }
 
-/// Deletes node `node`'s Lease: the other speakers forget this one at once.
+/// Deletes node `node`'s record: a restart of another speaker will not
+/// look for this one. (Its peers learn of the stop from the membership.)
 pub async fn release(client: Client, namespace: &str, node: &str) {
     let name = lease_name(node);
     match Api::<Lease>::namespaced(client, namespace)
         .delete(&name, &DeleteParams::default())
         .await
     {
-        Ok(_) => info!(lease = %name, "lease released; other speakers take over"),
-        Err(e) => {
-            warn!(lease = %name, error = %e, "cannot release the lease; others take over when it expires")
-        }
+        Ok(_) => info!(lease = %name, "discovery record deleted"),
+        Err(e) => warn!(lease = %name, error = %e, "cannot delete the discovery record"),
     }
 }
 

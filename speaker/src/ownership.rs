@@ -8,6 +8,13 @@
 //! gateway or a node's address. [`screen`] keeps only the addresses that lie
 //! in a pool the Service may use and that are neither special-purpose nor a
 //! node's own; [`refusals`] lists the others for the shell to report.
+//!
+//! Who is live comes from the LAN membership ([`crate::liveness`]), the rest
+//! (pools, Services, endpoints, Node facts) from the API as last seen: while
+//! the API cannot be reached the plan is made from the last views, which
+//! never age anyone. [`plan`] adds what the shell must say about the
+//! decisions (events, one per change of owner); the shell announces nothing
+//! before the membership has settled.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -246,6 +253,106 @@ pub fn decide(
         });
     }
     (announcements, decisions)
+}
+
+/// An event the shell publishes on a Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEvent {
+    /// `Warning` rather than `Normal`.
+    pub warning: bool,
+    /// The event's reason (`nodeAssigned`, `NoAnnouncingNode`).
+    pub reason: &'static str,
+    /// The event's action; differs where the note's substance does.
+    pub action: String,
+    /// The note a user reads.
+    pub note: String,
+}
+
+/// A change of owner for one Service, as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerChange {
+    /// The decision behind it.
+    pub decision: Decision,
+    /// The event this node publishes about it, if any.
+    pub event: Option<PlannedEvent>,
+}
+
+/// What the shell carries out after one look at the views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// What this node announces.
+    pub announcements: Announcements,
+    /// Services whose owner changed since `owners`.
+    pub changes: Vec<OwnerChange>,
+    /// The owner per Service now, for the next plan.
+    pub owners: BTreeMap<ServiceKey, Option<String>>,
+}
+
+/// Plans, from node `me`'s view, what it announces and which events it
+/// publishes, given the owner per Service it saw last (`owners`). Only the
+/// new owner reports `nodeAssigned`; when nobody can announce, the first live
+/// node by name reports `NoAnnouncingNode`, so one event is raised, not one
+/// per node. An address won from another node is marked as a takeover (no
+/// conflict probe). `reannounce` is the membership's re-announce epoch.
+pub fn plan(
+    config: &Config,
+    services: &[ServiceView],
+    nodes: &[NodeView],
+    live: &BTreeSet<String>,
+    me: &str,
+    owners: &BTreeMap<ServiceKey, Option<String>>,
+    reannounce: u64,
+) -> Plan {
+    let (mut announcements, decisions) = decide(config, services, nodes, live, me);
+    let mut now_owners = BTreeMap::new();
+    let mut changes = Vec::new();
+    for decision in decisions {
+        let owner = decision.election.owner.clone();
+        now_owners.insert(decision.service.clone(), owner.clone());
+        // An address another speaker held is taken over at once: the
+        // conflict probe is for first announcements only.
+        let held_by_other = matches!(
+            owners.get(&decision.service),
+            Some(Some(previous)) if previous != me
+        );
+        if decision.election.is_me() && held_by_other {
+            for address in &decision.addresses {
+                announcements.take_over(*address);
+            }
+        }
+        if owners.get(&decision.service) == Some(&owner) {
+            continue;
+        }
+        let shown = decision
+            .addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let event = match (&owner, decision.election.reason()) {
+            (Some(node), _) if decision.election.is_me() => Some(PlannedEvent {
+                warning: false,
+                reason: "nodeAssigned",
+                action: "Announce".into(),
+                note: format!("announcing from node \"{node}\""),
+            }),
+            (None, Some(reason)) if live.iter().next().map(String::as_str) == Some(me) => {
+                Some(PlannedEvent {
+                    warning: true,
+                    reason: "NoAnnouncingNode",
+                    action: reason.as_label().into(),
+                    note: format!("no node announces {shown}: {reason}"),
+                })
+            }
+            _ => None,
+        };
+        changes.push(OwnerChange { decision, event });
+    }
+    Plan {
+        announcements: announcements.reannounced(reannounce),
+        changes,
+        owners: now_owners,
+    }
 }
 
 #[cfg(test)]
@@ -518,5 +625,111 @@ mod tests {
                 why: "it lies in no ferrolb pool".into(),
             }]
         );
+    }
+
+    #[test]
+    fn only_the_new_owner_reports_node_assigned_and_only_once() {
+        let nodes = [node("node-1"), node("node-2")];
+        let services = [service("web", &["198.51.100.10"])];
+        let all = live(&["node-1", "node-2"]);
+        let plans: Vec<Plan> = ["node-1", "node-2"]
+            .iter()
+            .map(|me| plan(&config(), &services, &nodes, &all, me, &BTreeMap::new(), 0))
+            .collect();
+        let reporting: Vec<&Plan> = plans
+            .iter()
+            .filter(|p| p.changes[0].event.is_some())
+            .collect();
+        assert_eq!(reporting.len(), 1);
+        let event = reporting[0].changes[0].event.clone().unwrap();
+        assert_eq!(event.reason, "nodeAssigned");
+        let again = plan(
+            &config(),
+            &services,
+            &nodes,
+            &all,
+            "node-1",
+            &plans[0].owners,
+            0,
+        );
+        assert!(again.changes.is_empty(), "{:?}", again.changes);
+    }
+
+    #[test]
+    fn with_nobody_to_announce_the_first_live_node_alone_warns() {
+        let nodes = [node("node-1"), node("node-2")];
+        let mut svc = service("web", &["198.51.100.10"]);
+        svc.has_serving_endpoints = false;
+        let all = live(&["node-1", "node-2"]);
+        let first = plan(
+            &config(),
+            &[svc.clone()],
+            &nodes,
+            &all,
+            "node-1",
+            &BTreeMap::new(),
+            0,
+        );
+        let second = plan(
+            &config(),
+            &[svc],
+            &nodes,
+            &all,
+            "node-2",
+            &BTreeMap::new(),
+            0,
+        );
+        let event = first.changes[0].event.clone().unwrap();
+        assert_eq!((event.warning, event.reason), (true, "NoAnnouncingNode"));
+        assert_eq!(event.action, Reason::NoServingEndpoints.as_label());
+        assert!(second.changes[0].event.is_none());
+    }
+
+    #[test]
+    fn a_raised_reannounce_epoch_changes_the_announcements_so_the_announcer_bursts() {
+        let nodes = [node("node-1")];
+        let services = [service("web", &["198.51.100.10"])];
+        let one = live(&["node-1"]);
+        let before = plan(
+            &config(),
+            &services,
+            &nodes,
+            &one,
+            "node-1",
+            &BTreeMap::new(),
+            0,
+        );
+        let after = plan(
+            &config(),
+            &services,
+            &nodes,
+            &one,
+            "node-1",
+            &before.owners,
+            1,
+        );
+        assert_ne!(before.announcements, after.announcements);
+        assert!(after.changes.is_empty());
+    }
+
+    #[test]
+    fn an_address_won_from_another_node_is_a_takeover_and_a_first_one_is_not() {
+        let nodes = [node("node-1")];
+        let services = [service("web", &["198.51.100.10"])];
+        let one = live(&["node-1"]);
+        let ip = "198.51.100.10".parse().unwrap();
+        let first = plan(
+            &config(),
+            &services,
+            &nodes,
+            &one,
+            "node-1",
+            &BTreeMap::new(),
+            0,
+        );
+        assert!(!first.announcements.is_takeover(ip));
+        let held = BTreeMap::from([(ServiceKey::new("default", "web"), Some("node-2".to_owned()))]);
+        let taken = plan(&config(), &services, &nodes, &one, "node-1", &held, 0);
+        assert!(taken.announcements.is_takeover(ip));
     }
 }

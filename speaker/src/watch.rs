@@ -1,12 +1,15 @@
 //! The speaker's view of the cluster: watches Services, EndpointSlices,
-//! Nodes, the speakers' Leases and ferrolb's ConfigMap, and after every change
-//! re-decides which addresses this node announces, publishing them to the
-//! announcer. It owns the `nodeAssigned` events (emitted once per change of
-//! owner, by the new owner) and keeps announcing what it announced while the
-//! API server cannot be reached. No packet code here.
+//! Nodes, the speakers' discovery Leases and ferrolb's ConfigMap, feeds the
+//! address book to the membership and the speakers' MACs to the announcer,
+//! and after every change of a view or of the membership asks [`plan`] what
+//! this node announces and says, then carries that out: publishes the
+//! announcements, the events and one log line per decision. A failing watch
+//! keeps its last view (see the fencing rules in [`crate::liveness`]): the
+//! API server is off the failover path. No packet code and no decision rules
+//! here.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,22 +19,21 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::announcer::{Announcements, WireEvent};
-use crate::liveness::Liveness;
+use crate::members::{MemberView, Members};
 use crate::metrics::Metrics;
-use crate::node_lease::{MACS_ANNOTATION, parse_macs};
-use crate::ownership::{NodeView, Refused, ServiceView, decide, refusals};
+use crate::node_lease::{MACS_ANNOTATION, MEMBER_ADDRESS, parse_macs};
+use crate::ownership::{NodeView, PlannedEvent, Refused, ServiceView, plan, refusals};
 use crate::respond::Speakers;
 use crate::wire::MacAddr;
 
@@ -52,12 +54,14 @@ pub struct Settings {
     pub namespace: String,
     /// Name of the ConfigMap.
     pub config_map: String,
+    /// Where this speaker's membership listens (what its record must say).
+    pub member: SocketAddr,
 }
 
-/// How many sources feed the decisions: six watches and the own Lease.
-const ALL_SOURCES: usize = 7;
+/// How many watches feed the decisions.
+const ALL_SOURCES: usize = 6;
 
-/// Which watch a change came from; a failing one freezes decisions.
+/// Which watch a change came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Source {
     Services,
@@ -67,8 +71,6 @@ enum Source {
     Config,
     /// The controller's copy of the last config it accepted.
     LastGoodConfig,
-    /// This speaker's own Lease renewals: the API server answers.
-    OwnLease,
 }
 
 /// How long the MACs of a speaker that released its Lease count as a
@@ -76,21 +78,40 @@ enum Source {
 /// pause), well within this.
 const HANDOVER_GRACE: Duration = Duration::from_secs(5);
 
-/// Runs until `shutdown`, publishing this node's announcements on
-/// `announcements` and the speakers' MACs on `speakers`, and raising the
-/// events for what the announcer reports on `wire_events`.
-#[allow(clippy::too_many_arguments)] // the shell's wiring, each argument one channel
-pub async fn run(
-    client: Client,
-    settings: Settings,
-    recorder: Recorder,
-    metrics: Arc<Metrics>,
-    announcements: watch::Sender<Announcements>,
-    speakers: watch::Sender<Speakers>,
-    mut wire_events: mpsc::UnboundedReceiver<WireEvent>,
-    mut renewing: watch::Receiver<bool>,
-    shutdown: CancellationToken,
-) {
+/// What the loop needs besides the client: the membership and where to
+/// publish.
+pub struct Wiring {
+    /// The event recorder.
+    pub recorder: Recorder,
+    /// The speaker's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Where the announcements go.
+    pub announcements: watch::Sender<Announcements>,
+    /// The membership, to hand it the address book.
+    pub members: Members,
+    /// The membership's view.
+    pub view: watch::Receiver<MemberView>,
+    /// Notified when this speaker's own record is missing or wrong.
+    pub record_missing: Arc<Notify>,
+    /// Where the speakers' MACs go (for the announcer).
+    pub speakers: watch::Sender<Speakers>,
+    /// What the announcer saw on the wire, to raise events for.
+    pub wire_events: mpsc::UnboundedReceiver<WireEvent>,
+}
+
+/// Runs until `shutdown`, publishing this node's announcements and the
+/// speakers' MACs, and raising the events for what the announcer reports.
+pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: CancellationToken) {
+    let Wiring {
+        recorder,
+        metrics,
+        announcements,
+        members,
+        mut view,
+        record_missing,
+        speakers,
+        mut wire_events,
+    } = wiring;
     let (changes, mut changed) = mpsc::unbounded_channel::<(Source, bool)>();
     let services = reflect::<Service>(
         Api::all(client.clone()),
@@ -143,7 +164,6 @@ pub async fn run(
         settings,
         recorder,
         metrics,
-        liveness: Liveness::new(),
         config: None,
         config_text: None,
         owners: BTreeMap::new(),
@@ -154,15 +174,9 @@ pub async fn run(
         handing_over: BTreeMap::new(),
         speakers_seen: false,
         joined: BTreeMap::new(),
+        book: Vec::new(),
     };
-    let mut next_expiry: Option<Instant> = None;
     loop {
-        let expiry = async {
-            match next_expiry {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = shutdown.cancelled() => return,
             change = changed.recv() => {
@@ -173,13 +187,10 @@ pub async fn run(
                     state.note(source, ok);
                 }
             }
-            () = expiry => {}
-            changed = renewing.changed() => {
+            changed = view.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                let ok = *renewing.borrow_and_update();
-                state.note(Source::OwnLease, ok);
             }
             Some(event) = wire_events.recv() => {
                 state.report(event, &services.state()).await;
@@ -187,7 +198,11 @@ pub async fn run(
             }
         }
         let now = Instant::now();
-        state.observe_leases(&leases.state(), now);
+        if state.synced.contains(&Source::Leases) {
+            state
+                .follow_book(&leases.state(), &members, &record_missing)
+                .await;
+        }
         let known = state.observe_speakers(&leases.state(), now);
         speakers.send_if_modified(|current| {
             let changed = *current != known;
@@ -195,62 +210,41 @@ pub async fn run(
             changed
         });
         state.observe_config(&config_maps.state(), &last_good.state());
-        if state.synced.len() < ALL_SOURCES || !state.failing.is_empty() {
-            // The API server cannot be reached (a watch fails, or this
-            // speaker's own Lease cannot be renewed): what is announced keeps
-            // being announced, and no speaker is declared dead for lack of
-            // news.
-            next_expiry = None;
+        let members_view = view.borrow_and_update().clone();
+        state.metrics.set_members_live(members_view.live.len());
+        // Decide only once every view is complete (a Service seen without
+        // the speakers that serve it would be claimed) and the membership
+        // has heard its peers (or it would claim everything for a moment).
+        if state.synced.len() < ALL_SOURCES || !members_view.settled {
             continue;
         }
         let Some(config) = state.config.clone() else {
             continue;
         };
-        // This speaker renews its Lease (or it would be frozen above), so it
-        // is live whatever its own record, seen through the watch, says.
-        let mut live = state.liveness.live(now.into_std());
-        live.insert(state.settings.node.clone());
-        next_expiry = state
-            .liveness
-            .next_expiry(now.into_std())
-            .map(Instant::from_std);
+        let live = &members_view.live;
         let services = services.state();
         let views = service_views(&services, &slices.state());
         let node_views = node_views(&nodes.state());
-        let (mut desired, decisions) =
-            decide(&config, &views, &node_views, &live, &state.settings.node);
+        let plan = plan(
+            &config,
+            &views,
+            &node_views,
+            live,
+            &state.settings.node,
+            &state.owners,
+            members_view.reannounce,
+        );
         state
-            .report_refusals(refusals(&config, &views, &node_views), &services, &live)
+            .report_refusals(refusals(&config, &views, &node_views), &services, live)
             .await;
-        // An address another speaker held is taken over at once: the
-        // conflict probe is for first announcements only.
-        for decision in decisions.iter().filter(|d| d.election.is_me()) {
-            let held_by_other = matches!(
-                state.owners.get(&decision.service),
-                Some(Some(previous)) if *previous != state.settings.node
-            );
-            if held_by_other {
-                for address in &decision.addresses {
-                    desired.take_over(*address);
-                }
-            }
-        }
-        state.metrics.set_announced(desired.len());
+        state.metrics.set_announced(plan.announcements.len());
         announcements.send_if_modified(|current| {
-            let changed = *current != desired;
-            *current = desired;
+            let changed = *current != plan.announcements;
+            *current = plan.announcements.clone();
             changed
         });
-        for decision in decisions {
-            let previous = state
-                .owners
-                .insert(decision.service.clone(), decision.election.owner.clone());
-            if previous.as_ref() == Some(&decision.election.owner) {
-                continue;
-            }
-            let Some(service) = services.iter().find(|s| key_of(s) == decision.service) else {
-                continue;
-            };
+        for change in &plan.changes {
+            let decision = &change.decision;
             let shown = decision
                 .addresses
                 .iter()
@@ -260,39 +254,22 @@ pub async fn run(
             match (&decision.election.owner, decision.election.reason()) {
                 (Some(owner), _) if decision.election.is_me() => {
                     info!(service = %decision.service, ip = %shown, node = %owner, "owner changed: announcing from this node");
-                    state
-                        .publish(
-                            service,
-                            EventType::Normal,
-                            "nodeAssigned",
-                            "Announce",
-                            format!("announcing from node \"{owner}\""),
-                        )
-                        .await;
                 }
                 (Some(owner), _) => {
                     info!(service = %decision.service, ip = %shown, node = %owner, "owner changed: another node announces");
                 }
                 (None, Some(reason)) => {
                     warn!(service = %decision.service, ip = %shown, reason = reason.as_label(), "nobody announces: {reason}");
-                    // One speaker speaks for all: the first live one by name.
-                    if live.iter().next() == Some(&state.settings.node) {
-                        state
-                            .publish(
-                                service,
-                                EventType::Warning,
-                                "NoAnnouncingNode",
-                                reason.as_label(),
-                                format!("no node announces {shown}: {reason}"),
-                            )
-                            .await;
-                    }
                 }
                 (None, None) => {}
             }
+            let Some(event) = &change.event else { continue };
+            let Some(service) = services.iter().find(|s| key_of(s) == decision.service) else {
+                continue;
+            };
+            state.publish_planned(service, event).await;
         }
-        let present: BTreeSet<ServiceKey> = services.iter().map(|s| key_of(s)).collect();
-        state.owners.retain(|key, _| present.contains(key));
+        state.owners = plan.owners;
     }
 }
 
@@ -300,7 +277,6 @@ struct State {
     settings: Settings,
     recorder: Recorder,
     metrics: Arc<Metrics>,
-    liveness: Liveness,
     config: Option<Arc<Config>>,
     config_text: Option<BTreeMap<String, String>>,
     /// The last owner seen per Service, to emit events only on change.
@@ -321,6 +297,8 @@ struct State {
     /// When each speaker's Lease appeared, for those that appeared after
     /// the first look and within [`HANDOVER_GRACE`].
     joined: BTreeMap<String, Instant>,
+    /// The address book last handed to the membership.
+    book: Vec<(String, SocketAddr)>,
 }
 
 impl State {
@@ -334,32 +312,44 @@ impl State {
         }
         self.metrics.set_api_healthy(self.failing.is_empty());
         if was_healthy && !self.failing.is_empty() {
-            warn!(watch = ?source, "cannot watch the API server; keeping the current announcements");
+            warn!(watch = ?source, "cannot watch the API server; deciding from the last views");
         } else if !was_healthy && self.failing.is_empty() {
             info!("watching the API server again");
         }
     }
 
-    fn observe_leases(&mut self, leases: &[Arc<Lease>], now: Instant) {
-        let wall = Timestamp::now();
-        let mut present = BTreeSet::new();
-        for lease in leases {
-            let Some(spec) = &lease.spec else { continue };
-            let (Some(node), Some(renewed)) = (&spec.holder_identity, &spec.renew_time) else {
-                continue;
-            };
-            let duration =
-                Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
-            let age = wall
-                .duration_since(renewed.0)
-                .try_into()
-                .unwrap_or(Duration::ZERO);
-            self.liveness
-                .observe(node, &renewed.0.to_string(), duration, age, now.into_std());
-            present.insert(node.clone());
+    /// Hands the membership the speakers' addresses from their records,
+    /// and asks for this speaker's own record again if it is missing or
+    /// wrong. A record only says where a speaker listens: whatever it says,
+    /// no one becomes live or dead by it.
+    async fn follow_book(
+        &mut self,
+        leases: &[Arc<Lease>],
+        members: &Members,
+        record_missing: &Notify,
+    ) {
+        let mut book: Vec<(String, SocketAddr)> = leases
+            .iter()
+            .filter_map(|lease| {
+                let name = lease
+                    .name_any()
+                    .strip_prefix(&lease_name(""))
+                    .map(str::to_owned)?;
+                let addr = lease.annotations().get(MEMBER_ADDRESS)?.parse().ok()?;
+                Some((name, addr))
+            })
+            .collect();
+        book.sort();
+        let mine = book
+            .iter()
+            .find(|(name, _)| *name == self.settings.node)
+            .map(|(_, addr)| *addr);
+        if mine != Some(self.settings.member) {
+            record_missing.notify_one();
         }
-        for gone in self.liveness.live(now.into_std()).difference(&present) {
-            self.liveness.forget(gone);
+        if book != self.book {
+            self.book = book.clone();
+            members.book(book).await;
         }
     }
 
@@ -536,6 +526,23 @@ impl State {
             }
         }
         self.refused = now;
+    }
+
+    /// Publishes an event the plan asked for.
+    async fn publish_planned(&self, service: &Service, planned: &PlannedEvent) {
+        let type_ = if planned.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        self.publish(
+            service,
+            type_,
+            planned.reason,
+            &planned.action,
+            planned.note.clone(),
+        )
+        .await;
     }
 
     /// Publishes an event. kube's recorder folds events with the same

@@ -23,24 +23,24 @@ fn speaker(args: &[&str]) -> (Option<i32>, String) {
 fn zero_and_absurd_durations_are_usage_errors_naming_the_flag() {
     let cases = [
         (
-            vec!["--lease-renew", "0s"],
-            "error: invalid value '0s' for '--lease-renew <LEASE_RENEW>': 0s is too short; the shortest is 10ms",
+            vec!["--member-interval", "0s"],
+            "error: invalid value '0s' for '--member-interval <MEMBER_INTERVAL>': 0s is too short; the shortest is 10ms",
         ),
         (
-            vec!["--lease-duration", "2h"],
-            "error: invalid value '2h' for '--lease-duration <LEASE_DURATION>': 2h is too long; the longest is 1h",
+            vec!["--member-timeout", "2h"],
+            "error: invalid value '2h' for '--member-timeout <MEMBER_TIMEOUT>': 2h is too long; the longest is 1h",
         ),
         (
-            vec!["--lease-renew", "1"],
-            "error: invalid value '1' for '--lease-renew <LEASE_RENEW>': time unit needed, for example 1sec or 1ms; write a duration like 4s or 500ms",
+            vec!["--member-interval", "1"],
+            "error: invalid value '1' for '--member-interval <MEMBER_INTERVAL>': time unit needed, for example 1sec or 1ms; write a duration like 4s or 500ms",
         ),
         (
-            vec!["--lease-duration", "100000000000000000000000s"],
-            "error: invalid value '100000000000000000000000s' for '--lease-duration <LEASE_DURATION>': number is too large or cannot be represented without a lack of precision (values below 1ns are not supported); write a duration like 4s or 500ms",
+            vec!["--member-timeout", "100000000000000000000000s"],
+            "error: invalid value '100000000000000000000000s' for '--member-timeout <MEMBER_TIMEOUT>': number is too large or cannot be represented without a lack of precision (values below 1ns are not supported); write a duration like 4s or 500ms",
         ),
         (
-            vec!["--lease-duration", "2s", "--lease-renew", "2s"],
-            "error: --lease-renew (2s) must be shorter than --lease-duration (2s), or the Lease lapses between renewals",
+            vec!["--member-timeout", "2s", "--member-interval", "2s"],
+            "error: --member-interval (2s) must be shorter than --member-timeout (2s), or every peer looks dead between heartbeats",
         ),
     ];
     for (args, message) in cases {

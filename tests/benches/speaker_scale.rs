@@ -150,7 +150,7 @@ async fn main() {
     )
     .await;
     println!(
-        "  failover: node-{victim}'s speaker killed; node-{survivor} announces all {n} after {:.2} s (lease 4 s)",
+        "  failover: node-{victim}'s speaker killed; node-{survivor} announces all {n} after {:.2} s (membership timeout 600 ms)",
         killed.elapsed().as_secs_f64()
     );
     if let Some(speaker) = &cluster.speakers[survivor - 1] {

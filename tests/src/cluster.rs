@@ -154,16 +154,27 @@ impl Cluster {
     }
 }
 
-/// Starts node `i`'s speaker in its namespace.
+/// The membership key the test speakers share (what an operator puts in
+/// the Secret ferrolb-system/ferrolb-memberlist).
+pub const MEMBERLIST_KEY: &str = "e2e-membership-key-0123456789abcdef";
+
+/// The membership port of the test speakers.
+pub const MEMBER_PORT: u16 = 7946;
+
+/// Starts node `i`'s speaker in its namespace, its membership on the node's
+/// LAN address.
 pub fn start_speaker(plane: &ControlPlane, ns: &Netns, i: usize) -> Daemon {
-    Daemon::start(
+    Daemon::start_with_env(
         "ferrolb-speaker",
         &[
             "--node-name",
             &Lan::node_name(i),
             "--metrics-address",
             "127.0.0.1:7473",
+            "--member-address",
+            &ns.v4.to_string(),
         ],
+        &[("FERROLB_MEMBERLIST_SECRET", MEMBERLIST_KEY)],
         plane,
         Some(ns),
     )

@@ -11,7 +11,8 @@ use crate::control_plane::{ControlPlane, unique};
 use crate::netns::Netns;
 
 /// The path of one of the workspace's binaries (`ferrolb-controller`,
-/// `ferrolb-speaker`), built first if it is not there yet.
+/// `ferrolb-speaker`, or this crate's `flb-*` tools), built first if it is
+/// not there yet.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("test executable path");
@@ -28,7 +29,12 @@ pub fn binary(name: &str) -> PathBuf {
     if !built.iter().any(|b| b == name) {
         // Build the profile the caller runs in (benchmarks run release), so
         // the path below is never a stale binary of the other profile.
-        let mut args = vec!["build", "--quiet", "-p", name, "--bin", name];
+        let package = if name.starts_with("flb-") {
+            env!("CARGO_PKG_NAME")
+        } else {
+            name
+        };
+        let mut args = vec!["build", "--quiet", "-p", package, "--bin", name];
         if dir.ends_with("release") {
             args.push("--release");
         }
@@ -56,6 +62,18 @@ impl Daemon {
     /// Starts binary `name` with `args`, talking to `plane`, in `netns` (or
     /// the root namespace).
     pub fn start(name: &str, args: &[&str], plane: &ControlPlane, netns: Option<&Netns>) -> Daemon {
+        Daemon::start_with_env(name, args, &[], plane, netns)
+    }
+
+    /// Like [`Daemon::start`], with `env` added to its environment (secrets
+    /// go there, not on the command line).
+    pub fn start_with_env(
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        plane: &ControlPlane,
+        netns: Option<&Netns>,
+    ) -> Daemon {
         let path = binary(name);
         let log = std::env::temp_dir().join(format!("{}.log", unique(name)));
         let out = File::create(&log).expect("create daemon log");
@@ -69,6 +87,7 @@ impl Daemon {
             .env("KUBECONFIG", &plane.kubeconfig)
             .env("RUST_LOG", "info,kube=warn,ferrolb_speaker=debug")
             .env_remove("NO_COLOR")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

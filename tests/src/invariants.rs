@@ -104,6 +104,22 @@ struct Seen {
     backend: Option<BTreeMap<String, String>>,
 }
 
+impl Seen {
+    /// What the Service asked for when it was given its current addresses.
+    fn as_granted(&self) -> Seen {
+        let Ok(request) = serde_json::from_str::<serde_json::Value>(&self.request_at_grant) else {
+            return self.clone();
+        };
+        let mut service = Service::default();
+        service.metadata.annotations = serde_json::from_value(request["annotations"].clone()).ok();
+        service.spec = serde_json::from_value(request["spec"].clone()).ok();
+        Seen {
+            addresses: self.addresses.clone(),
+            ..seen(&service, None)
+        }
+    }
+}
+
 /// A config the test applied, valid or not, and when.
 #[derive(Debug, Clone)]
 struct Applied {
@@ -378,14 +394,23 @@ impl State {
                 ip,
             });
         }
-        // Held with another: only if they may share.
+        // Given an address another holds: only if they may share, by the
+        // other's request now or as it stood when it was given the address.
+        // (A user who changes the sharing key of a Service holding a shared
+        // address makes the two disagree until the controller moves it: that
+        // is the user's change, not an address handed out twice; and a
+        // holder whose new request still lets it keep its address keeps it
+        // under the new one.)
         let mut doubles = Vec::new();
-        for ip in &current.addresses {
+        for ip in &gained {
             for (other, theirs) in &self.services {
                 if *other == name || !theirs.addresses.contains(ip) {
                     continue;
                 }
-                if let Some(why) = may_not_share(&current, theirs) {
+                if let (Some(why), Some(_)) = (
+                    may_not_share(&current, &theirs.as_granted()),
+                    may_not_share(&current, theirs),
+                ) {
                     doubles.push(Violation::DoubleHolder {
                         ip: *ip,
                         holder: other.clone(),
@@ -463,6 +488,34 @@ mod tests {
         assert!(state.violations.is_empty(), "{:?}", state.violations);
         state.observe(&holding(shared("c", 80), "ns", &["198.51.100.10"]));
         assert_eq!(state.violations.len(), 1, "{:?}", state.violations);
+    }
+
+    #[test]
+    fn a_holder_changing_its_own_sharing_key_is_not_a_double_hand_out() {
+        let mut state = state();
+        let keyed = |name: &str, key: &str, port: i32| {
+            LoadBalancer::new(name)
+                .annotation("ferrolb.io/allow-shared-ip", key)
+                .ports(&[(port, "TCP")])
+        };
+        state.observe(&holding(keyed("a", "k", 80), "ns", &["198.51.100.10"]));
+        state.observe(&holding(keyed("b", "k", 443), "ns", &["198.51.100.10"]));
+        // The user changes b's key; until the controller moves b, its
+        // status still shows the shared address.
+        state.observe(&holding(keyed("b", "other", 443), "ns", &["198.51.100.10"]));
+        assert!(state.violations.is_empty(), "{:?}", state.violations);
+        // But handing the address to a Service of b's new key is a double:
+        // a still holds it under the old key.
+        state.observe(&holding(
+            keyed("c", "other", 8080),
+            "ns",
+            &["198.51.100.10"],
+        ));
+        assert!(
+            matches!(&state.violations[..], [Violation::DoubleHolder { holder, other, .. }] if holder == "ns/a" && other == "ns/c"),
+            "{:?}",
+            state.violations
+        );
     }
 
     #[test]

@@ -231,6 +231,17 @@ impl Lan {
         &self.nodes[i - 1]
     }
 
+    /// Takes node `i`'s LAN link down or up at the bridge (the node's own
+    /// `eth0` keeps its addresses and routes, and loses carrier), as a
+    /// pulled cable or a dead switch port would.
+    pub fn set_node_link(&self, i: usize, up: bool) {
+        let outside = format!("flb{}n{i}", self.slot);
+        run(
+            "ip",
+            &["link", "set", &outside, if up { "up" } else { "down" }],
+        );
+    }
+
     /// The node names, as the tests register them with the API server.
     pub fn node_name(i: usize) -> String {
         format!("node-{i}")

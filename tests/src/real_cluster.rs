@@ -120,7 +120,11 @@ impl RealCluster {
             started.elapsed().as_secs_f64()
         );
         let env = std::fs::read_to_string(run.join("cluster.env")).expect("cluster.env");
-        let vars: BTreeMap<&str, &str> = env.lines().filter_map(|l| l.split_once('=')).collect();
+        let vars: BTreeMap<&str, &str> = env
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k, v.trim_matches('"')))
+            .collect();
         cluster.client_ns = vars["CLIENT_NS"].to_owned();
         cluster.client_ip = vars["CLIENT_IP"].to_owned();
         cluster.pool = vars["POOL"].to_owned();
@@ -194,7 +198,7 @@ impl RealCluster {
             "-n",
             "ferrolb-system",
             "ferrolb-memberlist",
-            &format!("--from-literal=secretkey={}", unique("key")),
+            &format!("--from-literal=secretkey={}", membership_key()),
         ]);
         let manifest = root().join("deploy/ferrolb.yaml");
         self.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
@@ -442,6 +446,16 @@ impl Drop for RealCluster {
             started.elapsed().as_secs_f64()
         );
     }
+}
+
+/// A fresh membership key: 32 random bytes, hex-encoded.
+fn membership_key() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The backend Deployment and its LoadBalancer Service.

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use controller_support::Controller;
 use ferrolb_e2e::control_plane::OwnControlPlane;
 use ferrolb_e2e::invariants::{Checker, why_not_shared};
+use ferrolb_e2e::netns::API_ADDRESS;
 use ferrolb_e2e::objects::{apply_config, namespace};
 use ferrolb_e2e::{ControlPlane, Lan, Netns, wait_for};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
@@ -60,7 +61,7 @@ address-pools:
 /// Service names the storm draws from.
 const NAMES: usize = 40;
 /// Pause between operations, so the storm lasts long enough for the faults.
-const PACE: Duration = Duration::from_millis(45);
+const PACE: Duration = Duration::from_millis(20);
 
 /// splitmix64: a small, seedable generator, enough for a replayable storm.
 struct Rng(u64);
@@ -318,6 +319,8 @@ fn unserved(services: &[Service]) -> Vec<String> {
             _ => 1,
         };
         match requested {
+            // One requested address cannot serve both families.
+            Some(_) if wanted == 2 => {}
             Some(ip) => {
                 let blocked = services.iter().any(|other| {
                     other.metadata.name != service.metadata.name
@@ -351,41 +354,56 @@ impl Replicas<'_> {
         self.running[slot] = Some(Controller::start_in(self.cp, &identity, self.nodes[slot]));
     }
 
-    async fn leader(&self) -> usize {
-        wait_for("a leader", Duration::from_secs(90), || async {
+    /// Starts a new replica in place of each one that exited (a leader
+    /// that could not renew in time exits), as the Deployment would.
+    fn revive(&mut self) {
+        for slot in 0..2 {
+            let exited = self.running[slot]
+                .as_mut()
+                .is_none_or(|r| !r.daemon.running());
+            if exited {
+                self.start(slot);
+            }
+        }
+    }
+
+    /// Waits until a replica leads, reviving exited ones meanwhile.
+    async fn leader(&mut self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            self.revive();
             for (i, r) in self.running.iter().enumerate() {
                 if let Some(r) = r
                     && r.leads().await == Some(true)
                 {
-                    return Ok(i);
+                    return i;
                 }
             }
-            Err("no replica leads".to_owned())
-        })
-        .await
+            assert!(Instant::now() < deadline, "no replica leads after 120 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits for replica `slot` to exit on its own (a deposed leader does).
     async fn wait_exit(&mut self, slot: usize) -> String {
         let replica = self.running[slot].as_mut().expect("a replica");
-        wait_for(
-            "the deposed leader to exit",
-            Duration::from_secs(60),
-            || {
-                let running = replica.daemon.running();
-                async move {
-                    if running {
-                        Err("still running".to_owned())
-                    } else {
-                        Ok(())
-                    }
-                }
-            },
-        )
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while replica.daemon.running() {
+            assert!(Instant::now() < deadline, "the deposed leader still runs");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let log = replica.daemon.output();
         self.running[slot] = None;
         log
+    }
+}
+
+/// Waits until the storm has done `percent` of its operations, reviving
+/// exited replicas meanwhile.
+async fn until(done: &AtomicUsize, ops: usize, percent: usize, replicas: &mut Replicas<'_>) {
+    while done.load(Ordering::Relaxed) < ops * percent / 100 {
+        replicas.revive();
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -458,14 +476,6 @@ async fn the_controller_never_hands_an_address_twice_under_faults() {
     };
 
     // Faults, each once the storm has reached its share of the operations.
-    let at = |share: usize| {
-        let done = done.clone();
-        async move {
-            while done.load(Ordering::Relaxed) < ops * share / 100 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
     let mut faults: Vec<String> = Vec::new();
     let config = |text: &'static str, what: &str, faults: &mut Vec<String>| {
         faults.push(format!("ConfigMap {what}"));
@@ -473,14 +483,14 @@ async fn the_controller_never_hands_an_address_twice_under_faults() {
         text
     };
 
-    at(8).await;
+    until(&done, ops, 8, &mut replicas).await;
     apply_config(
         &client,
         config(REMOVING, "removes 203.0.113.32/28", &mut faults),
     )
     .await;
 
-    at(18).await;
+    until(&done, ops, 18, &mut replicas).await;
     let leader = replicas.leader().await;
     replicas.running[leader].as_mut().expect("leader").kill();
     faults.push(format!("SIGKILL of leader {leader}"));
@@ -488,7 +498,7 @@ async fn the_controller_never_hands_an_address_twice_under_faults() {
     replicas.start(leader);
     apply_config(&client, config(VALID, "valid again", &mut faults)).await;
 
-    at(35).await;
+    until(&done, ops, 35, &mut replicas).await;
     let leader = replicas.leader().await;
     let cut_ns = replicas.nodes[leader];
     cut_ns.exec_ok("ip", &["link", "set", "eth0", "down"]);
@@ -510,6 +520,17 @@ async fn the_controller_never_hands_an_address_twice_under_faults() {
     // Longer than the lease, then heal: the deposed leader must not write.
     tokio::time::sleep(Duration::from_secs(18).saturating_sub(cut.elapsed())).await;
     cut_ns.exec_ok("ip", &["link", "set", "eth0", "up"]);
+    // A link going down takes its routes with it.
+    cut_ns.exec_ok(
+        "ip",
+        &[
+            "route",
+            "replace",
+            &format!("{API_ADDRESS}/32"),
+            "via",
+            &lan.gateway_v4().to_string(),
+        ],
+    );
     let deposed_log = replicas.wait_exit(leader).await;
     let standby_log = replicas.running[standby]
         .as_ref()
@@ -529,59 +550,56 @@ async fn the_controller_never_hands_an_address_twice_under_faults() {
     );
     replicas.start(leader);
 
-    at(55).await;
+    until(&done, ops, 55, &mut replicas).await;
     cp.restart_api_server();
     faults.push("kube-apiserver restarted".into());
 
-    at(65).await;
+    until(&done, ops, 65, &mut replicas).await;
     apply_config(&client, config(INVALID, "invalid", &mut faults)).await;
-    at(72).await;
+    until(&done, ops, 72, &mut replicas).await;
     apply_config(
         &client,
         config(REMOVING, "removes 203.0.113.32/28", &mut faults),
     )
     .await;
 
-    at(80).await;
+    until(&done, ops, 80, &mut replicas).await;
     let leader = replicas.leader().await;
     replicas.running[leader].as_mut().expect("leader").kill();
     faults.push(format!("SIGKILL of leader {leader}"));
     replicas.running[leader] = None;
     replicas.start(leader);
 
-    at(90).await;
+    until(&done, ops, 90, &mut replicas).await;
     apply_config(&client, config(VALID, "valid again", &mut faults)).await;
 
     let (kinds, failed) = storm.await.expect("storm task");
+    let restarts = replicas.started;
     replicas.leader().await;
 
     // Settled: every Service that can have an address has one.
     let api = Api::<Service>::namespaced(client.clone(), &ns);
-    let settled = wait_for(
-        "every Service that can have an address to have one",
-        Duration::from_secs(120),
-        || async {
-            let services = api
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?
-                .items;
-            let missing = unserved(&services);
-            if missing.is_empty() {
-                Ok(services.len())
-            } else {
-                Err(format!("{missing:?}"))
-            }
-        },
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (settled, missing) = loop {
+        let services = api
+            .list(&ListParams::default())
+            .await
+            .expect("list Services")
+            .items;
+        let missing = unserved(&services);
+        if missing.is_empty() || Instant::now() > deadline {
+            break (services.len(), missing);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     checker.check_settled();
     let violations = checker.violations();
     eprintln!(
         "chaos: seed {seed}; {ops} operations ({kinds:?}, {failed} refused or failed); \
-         faults: {faults:?}; {} Service changes checked; {settled} Services at the end; \
-         {} violations",
+         faults: {faults:?}; {restarts} replicas started in all; {} Service changes checked; {settled} Services at the end, \
+         {} without the address they can have; {} violations",
         checker.changes(),
+        missing.len(),
         violations.len()
     );
     for v in &violations {
@@ -591,6 +609,10 @@ async fn the_controller_never_hands_an_address_twice_under_faults() {
         violations.is_empty(),
         "seed {seed}: {} violations",
         violations.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "seed {seed}: Services that can have an address have none after 120 s: {missing:?}"
     );
     drop(replicas);
     drop(lan);

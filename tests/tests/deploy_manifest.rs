@@ -21,7 +21,14 @@ async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_do
 
     let can = |who: &str, verb: &str, resource: &str, namespace: Option<&str>| {
         let user = format!("system:serviceaccount:ferrolb-system:{who}");
-        let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+        // `configmaps/<name>` names one object; `services/status` is a
+        // subresource.
+        let named = resource.starts_with("configmaps/");
+        let (resource, subresource) = match resource.split_once('/') {
+            Some(_) if named => (resource, ""),
+            Some(split) => split,
+            None => (resource, ""),
+        };
         let mut args = vec!["auth", "can-i", verb, resource, "--as", &user];
         if !subresource.is_empty() {
             args.extend(["--subresource", subresource]);
@@ -34,7 +41,16 @@ async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_do
             .args(&args)
             .output()
             .expect("kubectl auth can-i");
-        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+        // "no" exits 1 as an error does: only the answer tells them apart,
+        // and a check that could not be made is a failure, not a "no".
+        match String::from_utf8_lossy(&out.stdout).trim() {
+            "yes" => true,
+            "no" => false,
+            other => panic!(
+                "kubectl {args:?} answered {other:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
     };
     let ns = Some("ferrolb-system");
     for (verb, resource, namespace) in [
@@ -44,7 +60,8 @@ async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_do
         ("watch", "configmaps", ns),
         ("update", "leases.coordination.k8s.io", ns),
         ("create", "leases.coordination.k8s.io", ns),
-        ("patch", "configmaps", ns),
+        ("patch", "events.events.k8s.io", Some("default")),
+        ("create", "configmaps", ns),
     ] {
         assert!(
             can("controller", verb, resource, namespace),
@@ -54,6 +71,7 @@ async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_do
     for (verb, resource, namespace) in [
         ("watch", "services", None),
         ("watch", "nodes", None),
+        ("get", "nodes", None),
         ("watch", "endpointslices.discovery.k8s.io", None),
         ("create", "events.events.k8s.io", Some("default")),
         ("watch", "configmaps", ns),
@@ -68,7 +86,25 @@ async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_do
     // Least privilege: no writes outside what each needs.
     assert!(!can("speaker", "patch", "services/status", Some("default")));
     assert!(!can("speaker", "patch", "configmaps", ns));
+    // The membership key reaches the speaker through its environment
+    // (secretKeyRef): it needs no access to Secrets at all.
+    assert!(!can("speaker", "get", "secrets", ns));
     assert!(!can("controller", "update", "nodes", None));
+    // Status is patched (with the resourceVersion it was planned from),
+    // never replaced; the only ConfigMap it writes is its last-good copy.
+    assert!(!can(
+        "controller",
+        "update",
+        "services/status",
+        Some("default")
+    ));
+    assert!(can(
+        "controller",
+        "patch",
+        "configmaps/ferrolb-config-last-good",
+        ns
+    ));
+    assert!(!can("controller", "patch", "configmaps/ferrolb-config", ns));
     assert!(!can("controller", "watch", "configmaps", Some("default")));
     assert!(!can(
         "speaker",
@@ -76,4 +112,25 @@ async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_do
         "leases.coordination.k8s.io",
         Some("kube-node-lease")
     ));
+}
+
+/// Both workloads run under the container runtime's default seccomp
+/// profile.
+#[test]
+fn both_workloads_run_with_the_default_seccomp_profile() {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(manifest()).expect("read deploy/ferrolb.yaml");
+    let workloads: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde_json::Value::deserialize(doc).expect("YAML document"))
+        .filter(|doc| doc["kind"] == "Deployment" || doc["kind"] == "DaemonSet")
+        .collect();
+    assert_eq!(workloads.len(), 2);
+    for workload in &workloads {
+        assert_eq!(
+            workload["spec"]["template"]["spec"]["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault",
+            "{}",
+            workload["metadata"]["name"]
+        );
+    }
 }

@@ -47,7 +47,7 @@ fn local_policy_announces_from_the_backend_node_keeps_the_client_address_and_fol
     cluster.move_backend("local", 1, &["node-3"], "Local");
     let moved = wait_announced_only_by(&cluster, &ip, "node-3");
     println!(
-        "announcement moved to node-3 {:.1} s after the backend was ready there",
+        "node-3 alone announces {:.1} s after the rollout to it completed",
         moved.as_secs_f64()
     );
     let body = cluster.curl_until(&ip, Duration::from_secs(30), |b| {
