@@ -73,10 +73,15 @@ pub async fn publish(
 ) {
     let leases = Api::<Lease>::namespaced(client, &namespace);
     let name = lease_name(&node);
+    let mut written;
     loop {
         let mut backoff = Duration::from_millis(250);
         loop {
-            let macs = format_macs(&answering_macs(&interfaces.borrow_and_update()));
+            // What is compared below must be what this write said: an
+            // interface scan landing after it would otherwise never be
+            // published.
+            written = answering_macs(&interfaces.borrow_and_update());
+            let macs = format_macs(&written);
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(name.clone()),
@@ -119,7 +124,6 @@ pub async fn publish(
             }
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
-        let written = answering_macs(&interfaces.borrow());
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
