@@ -200,7 +200,14 @@ async fn main() {
     let count = env_number("FERROLB_BENCH_SERVICES", 10_000);
     let in_flight = env_number("FERROLB_BENCH_IN_FLIGHT", 16);
     let samples = env_number("FERROLB_BENCH_SAMPLES", 200);
-    println!("controller_throughput: release controller, private control plane");
+    // `cargo bench` builds (and runs) the release controller; `cargo test
+    // --bench` a debug one, for a quick check only.
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    println!("controller_throughput: {profile} controller, private control plane");
     {
         let cp = ControlPlane::own().await;
         let client = cp.client().await;
