@@ -198,7 +198,7 @@ impl RealCluster {
             "-n",
             "ferrolb-system",
             "ferrolb-memberlist",
-            &format!("--from-literal=secretkey={}", unique("key")),
+            &format!("--from-literal=secretkey={}", membership_key()),
         ]);
         let manifest = root().join("deploy/ferrolb.yaml");
         self.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
@@ -446,6 +446,16 @@ impl Drop for RealCluster {
             started.elapsed().as_secs_f64()
         );
     }
+}
+
+/// A fresh membership key: 32 random bytes, hex-encoded.
+fn membership_key() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The backend Deployment and its LoadBalancer Service.
