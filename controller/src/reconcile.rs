@@ -3,6 +3,11 @@
 //! lock, then writes the status and events the plan calls for. It owns the
 //! start-up rebuild of the allocator from existing statuses, and releasing
 //! the addresses of deleted Services.
+//!
+//! Every write goes through the leader's [`Fence`] (none once this replica's
+//! renew deadline has passed), and a status write carries the
+//! `resourceVersion` of the Service it was planned from, so one planned from
+//! a stale cache is refused (409) and planned again, never applied.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};

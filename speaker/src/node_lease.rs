@@ -75,8 +75,12 @@ pub async fn publish(
     let name = lease_name(&node);
     loop {
         let mut backoff = Duration::from_millis(250);
+        // The MACs this write says: compared with later scans, not with
+        // whatever the scan says once the write is done.
+        let mut written;
         loop {
-            let macs = format_macs(&answering_macs(&interfaces.borrow_and_update()));
+            written = answering_macs(&interfaces.borrow_and_update());
+            let macs = format_macs(&written);
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(name.clone()),
@@ -119,7 +123,6 @@ pub async fn publish(
             }
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
-        let written = answering_macs(&interfaces.borrow());
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,

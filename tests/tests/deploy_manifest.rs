@@ -60,7 +60,8 @@ async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_do
         ("watch", "configmaps", ns),
         ("update", "leases.coordination.k8s.io", ns),
         ("create", "leases.coordination.k8s.io", ns),
-        ("patch", "configmaps", ns),
+        ("patch", "events.events.k8s.io", Some("default")),
+        ("create", "configmaps", ns),
     ] {
         assert!(
             can("controller", verb, resource, namespace),
