@@ -73,13 +73,12 @@ pub async fn publish(
 ) {
     let leases = Api::<Lease>::namespaced(client, &namespace);
     let name = lease_name(&node);
-    let mut written;
     loop {
         let mut backoff = Duration::from_millis(250);
+        // The MACs this write says: compared with later scans, not with
+        // whatever the scan says once the write is done.
+        let mut written;
         loop {
-            // What is compared below must be what this write said: an
-            // interface scan landing after it would otherwise never be
-            // published.
             written = answering_macs(&interfaces.borrow_and_update());
             let macs = format_macs(&written);
             let lease = Lease {

@@ -149,8 +149,12 @@ async fn cold_start(cp: &ControlPlane, client: &kube::Client, count: usize, in_f
                     "type": "BenchPatched", "status": "True", "reason": "Bench",
                     "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"
                 }] } });
-                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                let merge = Patch::Merge(&patch);
+                let params = PatchParams::default();
+                let call = api.patch_status(&name, &params, &merge);
+                tokio::time::timeout(Duration::from_secs(30), call)
                     .await
+                    .unwrap_or_else(|_| panic!("patch {name}: no answer in 30 s"))
                     .unwrap_or_else(|e| panic!("patch {name}: {e}"));
             }
         })
@@ -158,6 +162,7 @@ async fn cold_start(cp: &ControlPlane, client: &kube::Client, count: usize, in_f
         .collect::<Vec<()>>()
         .await;
     let patch_rate = count as f64 / start.elapsed().as_secs_f64();
+    println!("  {count} status patches accepted at {patch_rate:.0}/s");
 
     let mut events = watcher(api.clone(), watcher::Config::default())
         .applied_objects()

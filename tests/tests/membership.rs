@@ -21,6 +21,24 @@ fn speaker_metric(ns: &Netns, name: &str) -> String {
         .join("\n")
 }
 
+/// `log` without its colour escapes.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -251,20 +269,23 @@ async fn after_a_lan_partition_heals_the_rightful_owner_answers_again_and_the_cl
     // address; the others had taken it. Only the owner may answer now, and
     // it must announce again so the client moves back without asking.
     cluster.lan.set_node_link(owner, true);
-    wait_for(
-        "only the owner to answer",
-        Duration::from_secs(5),
-        || async {
-            let macs = answers(&cluster.lan.client, &ip);
-            (macs == vec![owner_mac.clone()])
-                .then_some(())
-                .ok_or(format!("{macs:?}"))
-        },
-    )
+    // The membership heals: the others hear the owner again (it refuted
+    // their verdict), and the owner announces its address again.
+    let owner_live = format!("member live member=node-{owner}");
+    wait_for("the membership to heal", Duration::from_secs(5), || async {
+        let healed = (1..=3).filter(|i| *i != owner).all(|i| {
+            let log = plain(&cluster.speakers[i - 1].as_ref().unwrap().output());
+            log.matches(&owner_live).count() >= 2
+        });
+        let owner_log = cluster.speakers[owner - 1].as_ref().unwrap().output();
+        (healed && owner_log.contains("announcing again"))
+            .then_some(())
+            .ok_or("not yet".to_owned())
+    })
     .await;
     wait_for(
         "the client to move back to the owner",
-        Duration::from_secs(10),
+        Duration::from_secs(5),
         || async {
             let mac = neigh_mac();
             (mac == owner_mac).then_some(()).ok_or(mac)
