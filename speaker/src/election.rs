@@ -30,9 +30,10 @@ pub struct Candidate<'a> {
     /// The node's labels, matched against the pool's node selectors.
     pub labels: &'a BTreeMap<String, String>,
     /// Whether the node's speaker is alive, as the membership layer sees it.
+    /// The Node's `Ready` condition is not a fact here, as in MetalLB: the
+    /// control plane writes it about a node, and a node cut from the API
+    /// server would never see it change, so two nodes would both own.
     pub speaker_live: bool,
-    /// Whether the Node's `Ready` condition is `True`.
-    pub ready: bool,
     /// Whether the Node's `NetworkUnavailable` condition is `True`.
     pub network_unavailable: bool,
     /// Whether the node carries [`EXCLUDE_FROM_LOAD_BALANCERS`] (the caller
@@ -44,7 +45,7 @@ pub struct Candidate<'a> {
 }
 
 impl<'a> Candidate<'a> {
-    /// A node in good health — speaker live, Ready, network available — with
+    /// A node in good health — speaker live, network available — with
     /// `excluded` read from its labels and no local endpoint. Adjust the
     /// fields for anything else.
     pub fn healthy(name: &'a str, labels: &'a BTreeMap<String, String>) -> Candidate<'a> {
@@ -52,7 +53,6 @@ impl<'a> Candidate<'a> {
             name,
             labels,
             speaker_live: true,
-            ready: true,
             network_unavailable: false,
             excluded: labels.contains_key(EXCLUDE_FROM_LOAD_BALANCERS),
             has_serving_endpoint: false,
@@ -84,8 +84,6 @@ pub enum Ineligible {
     Unknown,
     /// Its speaker is not alive.
     SpeakerDown,
-    /// The Node is not Ready.
-    NotReady,
     /// The Node's network is unavailable.
     NetworkUnavailable,
     /// The Node carries [`EXCLUDE_FROM_LOAD_BALANCERS`].
@@ -102,7 +100,6 @@ impl Ineligible {
         match self {
             Ineligible::Unknown => "unknown_node",
             Ineligible::SpeakerDown => "speaker_down",
-            Ineligible::NotReady => "node_not_ready",
             Ineligible::NetworkUnavailable => "network_unavailable",
             Ineligible::Excluded => "excluded_from_load_balancers",
             Ineligible::NotSelected => "not_selected_by_pool",
@@ -116,7 +113,6 @@ impl fmt::Display for Ineligible {
         f.write_str(match self {
             Ineligible::Unknown => "the node is not a candidate",
             Ineligible::SpeakerDown => "the node's speaker is down",
-            Ineligible::NotReady => "the node is not Ready",
             Ineligible::NetworkUnavailable => "the node's network is unavailable",
             Ineligible::Excluded => "the node is excluded from external load balancers",
             Ineligible::NotSelected => "no node selector of the pool matches the node",
@@ -136,9 +132,6 @@ pub fn eligibility(
 ) -> Result<(), Ineligible> {
     if !candidate.speaker_live {
         return Err(Ineligible::SpeakerDown);
-    }
-    if !candidate.ready {
-        return Err(Ineligible::NotReady);
     }
     if candidate.network_unavailable {
         return Err(Ineligible::NetworkUnavailable);
@@ -320,8 +313,6 @@ pub struct NodeFacts {
     pub labels: BTreeMap<String, String>,
     /// Whether the node's speaker is alive.
     pub speaker_live: bool,
-    /// Whether the Node is Ready.
-    pub ready: bool,
     /// Whether the Node's network is unavailable.
     pub network_unavailable: bool,
     /// Whether the node is excluded from external load balancers.
@@ -335,7 +326,6 @@ impl NodeFacts {
             excluded: labels.contains_key(EXCLUDE_FROM_LOAD_BALANCERS),
             labels,
             speaker_live: true,
-            ready: true,
             network_unavailable: false,
         }
     }
@@ -611,7 +601,6 @@ impl Rankings {
             name,
             labels: &facts.labels,
             speaker_live: facts.speaker_live,
-            ready: facts.ready,
             network_unavailable: facts.network_unavailable,
             excluded: facts.excluded,
             has_serving_endpoint: service.traffic_policy == TrafficPolicy::Local
@@ -795,14 +784,6 @@ mod tests {
                 outcome: Outcome::NotOwner(Reason::Ineligible(Ineligible::SpeakerDown)),
             },
             Case {
-                desc: "node4 goes NotReady: node3 takes over",
-                service: service(V4),
-                nodes: with(cluster(), "node4", |n| n.ready = false),
-                me: "node4",
-                owner: Some("node3"),
-                outcome: Outcome::NotOwner(Reason::Ineligible(Ineligible::NotReady)),
-            },
-            Case {
                 desc: "node4's network is unavailable: node3 takes over",
                 service: service(V4),
                 nodes: with(cluster(), "node4", |n| n.network_unavailable = true),
@@ -983,7 +964,7 @@ mod tests {
         )
         .prop_map(|m| {
             m.into_iter()
-                .map(|(name, (live, ready))| (name, live, ready))
+                .map(|(name, (live, network_unavailable))| (name, live, network_unavailable))
                 .collect()
         })
     }
@@ -991,9 +972,9 @@ mod tests {
     fn candidates(nodes: &[(String, bool, bool)]) -> Vec<Candidate<'_>> {
         nodes
             .iter()
-            .map(|(name, live, ready)| Candidate {
+            .map(|(name, live, network_unavailable)| Candidate {
                 speaker_live: *live,
-                ready: *ready,
+                network_unavailable: *network_unavailable,
                 ..Candidate::healthy(name, no_labels())
             })
             .collect()
@@ -1010,7 +991,6 @@ mod tests {
                 name,
                 labels: &f.labels,
                 speaker_live: f.speaker_live,
-                ready: f.ready,
                 network_unavailable: f.network_unavailable,
                 excluded: f.excluded,
                 has_serving_endpoint: endpoint_nodes.contains(name),
@@ -1152,8 +1132,8 @@ mod tests {
         ) {
             let mut facts: BTreeMap<String, NodeFacts> = nodes
                 .into_iter()
-                .map(|(name, (live, ready))| {
-                    (name, NodeFacts { speaker_live: live, ready, ..NodeFacts::healthy(BTreeMap::new()) })
+                .map(|(name, (live, network_unavailable))| {
+                    (name, NodeFacts { speaker_live: live, network_unavailable, ..NodeFacts::healthy(BTreeMap::new()) })
                 })
                 .collect();
             let names: Vec<String> = facts.keys().cloned().collect();

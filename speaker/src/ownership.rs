@@ -31,8 +31,6 @@ pub struct NodeView {
     pub name: String,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
-    /// Its `Ready` condition is `True`.
-    pub ready: bool,
     /// Its `NetworkUnavailable` condition is `True`.
     pub network_unavailable: bool,
     /// The addresses the Node reports as its own (`status.addresses`).
@@ -228,7 +226,6 @@ pub fn decide(
                 name: &node.name,
                 labels: &node.labels,
                 speaker_live: live.contains(&node.name),
-                ready: node.ready,
                 network_unavailable: node.network_unavailable,
                 excluded: node.labels.contains_key(EXCLUDE_FROM_LOAD_BALANCERS),
                 has_serving_endpoint: service.ready_endpoint_nodes.contains(&node.name),
@@ -372,7 +369,6 @@ mod tests {
         NodeView {
             name: name.into(),
             labels: BTreeMap::new(),
-            ready: true,
             network_unavailable: false,
             addresses: BTreeSet::new(),
         }

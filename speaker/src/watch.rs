@@ -754,7 +754,6 @@ fn node_views(nodes: &[Arc<Node>]) -> Vec<NodeView> {
             NodeView {
                 name: node.name_any(),
                 labels: node.labels().clone(),
-                ready: condition("Ready"),
                 network_unavailable: condition("NetworkUnavailable"),
                 addresses: node
                     .status
@@ -858,5 +857,74 @@ mod tests {
             "{changes:?}"
         );
         assert_eq!(config.unwrap().pools[0].name.to_string(), "lan");
+    }
+}
+
+#[cfg(test)]
+mod node_view_tests {
+    use super::*;
+    use crate::ownership::decide;
+    use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
+    use kube::api::ObjectMeta;
+
+    fn node(name: &str, ready: &str) -> Arc<Node> {
+        Arc::new(Node {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            status: Some(NodeStatus {
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// The control plane marks a node NotReady (or Unknown) when its kubelet
+    /// stops reporting, for example while the node is cut from the API
+    /// server. That node never sees the mark; if the others dropped it, two
+    /// nodes would answer. A speaker live on the LAN keeps what it owns.
+    #[test]
+    fn a_node_marked_not_ready_keeps_its_address_while_its_speaker_is_live() {
+        let config = Config::from_yaml(
+            "address-pools:\n- name: a\n  protocol: layer2\n  addresses: [198.51.100.0/24]\n",
+        )
+        .expect("valid")
+        .config;
+        let service = ServiceView {
+            key: ServiceKey::new("default", "web"),
+            addresses: vec!["198.51.100.10".parse().unwrap()],
+            pool: None,
+            requested: Vec::new(),
+            traffic_policy: ferrolb_config::TrafficPolicy::Cluster,
+            has_serving_endpoints: true,
+            ready_endpoint_nodes: BTreeSet::new(),
+        };
+        let names = ["node-1", "node-2", "node-3"];
+        let live: BTreeSet<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let ready = node_views(&names.map(|n| node(n, "True")));
+        let owner = |nodes: &[NodeView]| {
+            let owners: Vec<&str> = names
+                .into_iter()
+                .filter(|me| {
+                    !decide(&config, &[service.clone()], nodes, &live, me)
+                        .0
+                        .is_empty()
+                })
+                .collect();
+            assert_eq!(owners.len(), 1, "owners: {owners:?}");
+            owners[0]
+        };
+        let before = owner(&ready);
+        for status in ["False", "Unknown"] {
+            let marked =
+                node_views(&names.map(|n| node(n, if n == before { status } else { "True" })));
+            assert_eq!(owner(&marked), before, "Ready={status}");
+        }
     }
 }
