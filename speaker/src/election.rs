@@ -457,6 +457,29 @@ impl Rankings {
         }
     }
 
+    /// Forgets every node that `keep` rejects (the Nodes deleted since the
+    /// last look).
+    pub fn retain_nodes(&mut self, keep: impl Fn(&str) -> bool) {
+        let gone: Vec<String> = self.ids.keys().filter(|n| !keep(n)).cloned().collect();
+        for name in gone {
+            self.remove_node(&name);
+        }
+    }
+
+    /// Forgets every address that `keep` rejects (no Service holds it any
+    /// more).
+    pub fn retain_addresses(&mut self, keep: impl Fn(&IpAddr) -> bool) {
+        let gone: Vec<IpAddr> = self
+            .by_address
+            .keys()
+            .filter(|a| !keep(a))
+            .copied()
+            .collect();
+        for address in gone {
+            self.remove_address(address);
+        }
+    }
+
     /// Adds an address to elect for (one hash per known node); a known one
     /// is left as it is.
     pub fn add_address(&mut self, address: IpAddr) {

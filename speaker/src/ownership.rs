@@ -1,6 +1,6 @@
 //! Which addresses this node announces: for every Service holding ferrolb
 //! addresses, the pool's rules and the nodes' facts go through
-//! [`election::elect`], and the addresses won by this node, with the
+//! [`crate::election::elect`], and the addresses won by this node, with the
 //! interfaces their pool allows, form the [`Announcements`]. Pure: views of
 //! the cluster in, decisions out; the shell translates Kubernetes objects.
 //!
@@ -16,13 +16,13 @@
 //! decisions (events, one per change of owner); the shell announces nothing
 //! before the membership has settled.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 
 use ferrolb_config::{Config, Pool, PoolName, ServiceKey, SpecialPurpose, TrafficPolicy};
 
 use crate::announcer::Announcements;
-use crate::election::{self, Candidate, EXCLUDE_FROM_LOAD_BALANCERS, Election, ServiceAddress};
+use crate::election::{EXCLUDE_FROM_LOAD_BALANCERS, Election, NodeFacts, Rankings, ServiceAddress};
 
 /// What the election needs to know of a Node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,38 +206,49 @@ pub fn refusals(config: &Config, services: &[ServiceView], nodes: &[NodeView]) -
 /// Decides, from node `me`'s view, who announces every Service's addresses
 /// and which of them `me` announces. Only the addresses [`screen`] lets
 /// through are elected and announced; a Service with none is left out.
+///
+/// `rankings` carries the election's per-address rankings from one decision
+/// to the next, so that a pass walks each address's few best nodes instead
+/// of hashing every address against every node; it is brought up to date
+/// with `nodes` and `services` here, and its results equal
+/// [`crate::election::elect`]'s over the same facts.
 pub fn decide(
     config: &Config,
     services: &[ServiceView],
     nodes: &[NodeView],
     live: &BTreeSet<String>,
     me: &str,
+    rankings: &mut Rankings,
 ) -> (Announcements, Vec<Decision>) {
+    let names: BTreeSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    rankings.retain_nodes(|name| names.contains(name));
+    for node in nodes {
+        rankings.set_node(
+            &node.name,
+            NodeFacts {
+                labels: node.labels.clone(),
+                speaker_live: live.contains(&node.name),
+                network_unavailable: node.network_unavailable,
+                excluded: node.labels.contains_key(EXCLUDE_FROM_LOAD_BALANCERS),
+            },
+        );
+    }
     let mut announcements = Announcements::new();
     let mut decisions = Vec::new();
+    let mut elected = HashSet::new();
     for service in services {
         let screened = screen(config, service, nodes);
         let Some(&(first, pool)) = screened.announceable.first() else {
             continue;
         };
-        let candidates: Vec<Candidate<'_>> = nodes
-            .iter()
-            .map(|node| Candidate {
-                name: &node.name,
-                labels: &node.labels,
-                speaker_live: live.contains(&node.name),
-                network_unavailable: node.network_unavailable,
-                excluded: node.labels.contains_key(EXCLUDE_FROM_LOAD_BALANCERS),
-                has_serving_endpoint: service.ready_endpoint_nodes.contains(&node.name),
-            })
-            .collect();
         let address = ServiceAddress {
             address: first,
             traffic_policy: service.traffic_policy,
             has_serving_endpoints: service.has_serving_endpoints,
             node_selectors: &pool.node_selectors,
         };
-        let election = election::elect(&address, &candidates, me);
+        elected.insert(first);
+        let election = rankings.elect(&address, &service.ready_endpoint_nodes, me);
         if election.is_me() {
             for (ip, pool) in &screened.announceable {
                 announcements.announce(*ip, pool.interfaces.clone());
@@ -249,6 +260,7 @@ pub fn decide(
             election,
         });
     }
+    rankings.retain_addresses(|a| elected.contains(a));
     (announcements, decisions)
 }
 
@@ -299,8 +311,9 @@ pub fn plan(
     me: &str,
     owners: &BTreeMap<ServiceKey, Option<String>>,
     reannounce: u64,
+    rankings: &mut Rankings,
 ) -> Plan {
-    let (mut announcements, decisions) = decide(config, services, nodes, live, me);
+    let (mut announcements, decisions) = decide(config, services, nodes, live, me, rankings);
     let mut now_owners = BTreeMap::new();
     let mut changes = Vec::new();
     for decision in decisions {
@@ -398,7 +411,8 @@ mod tests {
         let owners: Vec<&str> = ["node-1", "node-2", "node-3"]
             .into_iter()
             .filter(|me| {
-                let (announced, _) = decide(&config(), &services, &nodes, &all, me);
+                let (announced, _) =
+                    decide(&config(), &services, &nodes, &all, me, &mut Rankings::new());
                 let both = announced.contains("198.51.100.10".parse().unwrap())
                     && announced.contains("2001:db8:1::10".parse().unwrap());
                 let none = announced.is_empty();
@@ -413,7 +427,14 @@ mod tests {
     fn the_pool_interfaces_go_with_the_announcement() {
         let nodes = [node("node-1")];
         let services = [service("web", &["198.51.100.10"])];
-        let (announced, _) = decide(&config(), &services, &nodes, &live(&["node-1"]), "node-1");
+        let (announced, _) = decide(
+            &config(),
+            &services,
+            &nodes,
+            &live(&["node-1"]),
+            "node-1",
+            &mut Rankings::new(),
+        );
         let interfaces = announced
             .interfaces("198.51.100.10".parse().unwrap())
             .unwrap();
@@ -424,8 +445,14 @@ mod tests {
     fn an_address_in_no_pool_is_not_ours_to_announce() {
         let nodes = [node("node-1")];
         let services = [service("other", &["203.0.113.7"])];
-        let (announced, decisions) =
-            decide(&config(), &services, &nodes, &live(&["node-1"]), "node-1");
+        let (announced, decisions) = decide(
+            &config(),
+            &services,
+            &nodes,
+            &live(&["node-1"]),
+            "node-1",
+            &mut Rankings::new(),
+        );
         assert!(announced.is_empty());
         assert!(decisions.is_empty());
     }
@@ -440,6 +467,7 @@ mod tests {
             &nodes,
             &live(&["node-1", "node-2"]),
             "node-1",
+            &mut Rankings::new(),
         );
         let first = decisions[0].election.owner.clone().unwrap();
         let survivor = if first == "node-1" {
@@ -447,8 +475,14 @@ mod tests {
         } else {
             "node-1"
         };
-        let (announced, decisions) =
-            decide(&config(), &services, &nodes, &live(&[survivor]), survivor);
+        let (announced, decisions) = decide(
+            &config(),
+            &services,
+            &nodes,
+            &live(&[survivor]),
+            survivor,
+            &mut Rankings::new(),
+        );
         assert_eq!(decisions[0].election.owner.as_deref(), Some(survivor));
         assert!(announced.contains("198.51.100.10".parse().unwrap()));
     }
@@ -465,6 +499,7 @@ mod tests {
             &nodes,
             &live(&["node-1", "node-2", "node-3"]),
             "node-1",
+            &mut Rankings::new(),
         );
         assert_eq!(decisions[0].election.owner.as_deref(), Some("node-3"));
     }
@@ -474,8 +509,14 @@ mod tests {
         let nodes = [node("node-1")];
         let mut svc = service("web", &["198.51.100.10"]);
         svc.has_serving_endpoints = false;
-        let (announced, decisions) =
-            decide(&config(), &[svc], &nodes, &live(&["node-1"]), "node-1");
+        let (announced, decisions) = decide(
+            &config(),
+            &[svc],
+            &nodes,
+            &live(&["node-1"]),
+            "node-1",
+            &mut Rankings::new(),
+        );
         assert!(announced.is_empty());
         assert_eq!(
             decisions[0].election.reason(),
@@ -510,6 +551,7 @@ mod tests {
             &nodes,
             &live(&["node-1"]),
             "node-1",
+            &mut Rankings::new(),
         );
         assert!(announced.contains("198.51.100.10".parse().unwrap()));
         assert!(!announced.contains("198.51.101.1".parse().unwrap()));
@@ -517,7 +559,14 @@ mod tests {
         assert_eq!(decisions[0].addresses, ips(&["198.51.100.10"]));
         // The gateway first changes nothing.
         let svc = service("web", &["198.51.101.1", "198.51.100.10"]);
-        let (announced, _) = decide(&config(), &[svc], &nodes, &live(&["node-1"]), "node-1");
+        let (announced, _) = decide(
+            &config(),
+            &[svc],
+            &nodes,
+            &live(&["node-1"]),
+            "node-1",
+            &mut Rankings::new(),
+        );
         assert_eq!(
             announced.iter().map(|(ip, _)| ip).collect::<Vec<_>>(),
             ips(&["198.51.100.10"])
@@ -559,6 +608,7 @@ mod tests {
                 &nodes,
                 &live(&["node-1", "node-2"]),
                 me,
+                &mut Rankings::new(),
             );
             assert!(announced.is_empty(), "{me}");
             assert!(decisions.is_empty(), "{me}");
@@ -630,7 +680,18 @@ mod tests {
         let all = live(&["node-1", "node-2"]);
         let plans: Vec<Plan> = ["node-1", "node-2"]
             .iter()
-            .map(|me| plan(&config(), &services, &nodes, &all, me, &BTreeMap::new(), 0))
+            .map(|me| {
+                plan(
+                    &config(),
+                    &services,
+                    &nodes,
+                    &all,
+                    me,
+                    &BTreeMap::new(),
+                    0,
+                    &mut Rankings::new(),
+                )
+            })
             .collect();
         let reporting: Vec<&Plan> = plans
             .iter()
@@ -647,6 +708,7 @@ mod tests {
             "node-1",
             &plans[0].owners,
             0,
+            &mut Rankings::new(),
         );
         assert!(again.changes.is_empty(), "{:?}", again.changes);
     }
@@ -665,6 +727,7 @@ mod tests {
             "node-1",
             &BTreeMap::new(),
             0,
+            &mut Rankings::new(),
         );
         let second = plan(
             &config(),
@@ -674,6 +737,7 @@ mod tests {
             "node-2",
             &BTreeMap::new(),
             0,
+            &mut Rankings::new(),
         );
         let event = first.changes[0].event.clone().unwrap();
         assert_eq!((event.warning, event.reason), (true, "NoAnnouncingNode"));
@@ -694,6 +758,7 @@ mod tests {
             "node-1",
             &BTreeMap::new(),
             0,
+            &mut Rankings::new(),
         );
         let after = plan(
             &config(),
@@ -703,6 +768,7 @@ mod tests {
             "node-1",
             &before.owners,
             1,
+            &mut Rankings::new(),
         );
         assert_ne!(before.announcements, after.announcements);
         assert!(after.changes.is_empty());
@@ -722,10 +788,54 @@ mod tests {
             "node-1",
             &BTreeMap::new(),
             0,
+            &mut Rankings::new(),
         );
         assert!(!first.announcements.is_takeover(ip));
         let held = BTreeMap::from([(ServiceKey::new("default", "web"), Some("node-2".to_owned()))]);
-        let taken = plan(&config(), &services, &nodes, &one, "node-1", &held, 0);
+        let taken = plan(
+            &config(),
+            &services,
+            &nodes,
+            &one,
+            "node-1",
+            &held,
+            0,
+            &mut Rankings::new(),
+        );
         assert!(taken.announcements.is_takeover(ip));
+    }
+
+    proptest::proptest! {
+        /// Rankings kept across decisions, while Nodes come and go, speakers
+        /// die and revive and Services change, decide exactly as a fresh
+        /// election over the same facts.
+        #[test]
+        fn kept_rankings_decide_as_a_fresh_election(
+            steps in proptest::collection::vec(
+                (
+                    proptest::collection::btree_set(0..6u8, 0..6),
+                    proptest::collection::btree_set(0..6u8, 0..6),
+                    proptest::collection::btree_set(1..40u8, 0..8),
+                ),
+                1..8,
+            )
+        ) {
+            let mut kept = Rankings::new();
+            for (present, alive, octets) in steps {
+                let nodes: Vec<NodeView> =
+                    present.iter().map(|i| node(&format!("node-{i}"))).collect();
+                let live: BTreeSet<String> = alive.iter().map(|i| format!("node-{i}")).collect();
+                let services: Vec<ServiceView> = octets
+                    .iter()
+                    .map(|o| service(&format!("s{o}"), &[&format!("198.51.100.{o}")]))
+                    .collect();
+                for me in (0..6u8).map(|i| format!("node-{i}")) {
+                    let with_kept = decide(&config(), &services, &nodes, &live, &me, &mut kept);
+                    let fresh =
+                        decide(&config(), &services, &nodes, &live, &me, &mut Rankings::new());
+                    proptest::prop_assert_eq!(with_kept, fresh);
+                }
+            }
+        }
     }
 }

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::announcer::{Announcements, WireEvent};
+use crate::election::Rankings;
 use crate::members::{MemberView, Members};
 use crate::metrics::Metrics;
 use crate::node_lease::{MACS_ANNOTATION, MEMBER_ADDRESS, parse_macs};
@@ -171,6 +172,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
         failing: BTreeSet::new(),
         synced: BTreeSet::new(),
         speaker_macs: BTreeMap::new(),
+        rankings: Rankings::new(),
         handing_over: BTreeMap::new(),
         speakers_seen: false,
         joined: BTreeMap::new(),
@@ -233,6 +235,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
             &state.settings.node,
             &state.owners,
             members_view.reannounce,
+            &mut state.rankings,
         );
         state
             .report_refusals(refusals(&config, &views, &node_views), &services, live)
@@ -274,6 +277,8 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
 }
 
 struct State {
+    /// The election's rankings, kept from one decision to the next.
+    rankings: Rankings,
     settings: Settings,
     recorder: Recorder,
     metrics: Arc<Metrics>,
@@ -912,9 +917,16 @@ mod node_view_tests {
             let owners: Vec<&str> = names
                 .into_iter()
                 .filter(|me| {
-                    !decide(&config, &[service.clone()], nodes, &live, me)
-                        .0
-                        .is_empty()
+                    !decide(
+                        &config,
+                        &[service.clone()],
+                        nodes,
+                        &live,
+                        me,
+                        &mut Rankings::new(),
+                    )
+                    .0
+                    .is_empty()
                 })
                 .collect();
             assert_eq!(owners.len(), 1, "owners: {owners:?}");
