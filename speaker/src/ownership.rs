@@ -303,6 +303,7 @@ pub struct Plan {
 /// node by name reports `NoAnnouncingNode`, so one event is raised, not one
 /// per node. An address won from another node is marked as a takeover (no
 /// conflict probe). `reannounce` is the membership's re-announce epoch.
+#[allow(clippy::too_many_arguments)] // the views, and what carries over from the last plan
 pub fn plan(
     config: &Config,
     services: &[ServiceView],

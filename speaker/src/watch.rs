@@ -919,7 +919,7 @@ mod node_view_tests {
                 .filter(|me| {
                     !decide(
                         &config,
-                        &[service.clone()],
+                        std::slice::from_ref(&service),
                         nodes,
                         &live,
                         me,
