@@ -475,6 +475,19 @@ async fn main() {
             holds(&neigh_1s),
             holds(&neigh_4s)
         );
+        let split_brains: Vec<String> = (1..=3)
+            .map(|i| {
+                let counted = metric(cluster.lan.node(i), "ferrolb_split_brain_total");
+                format!(
+                    "node-{i}: {}",
+                    counted.split_whitespace().last().unwrap_or("0")
+                )
+            })
+            .collect();
+        println!(
+            "  split brains the speakers counted: {}",
+            split_brains.join(", ")
+        );
     }
     if runs(7) {
         // 7. API writes at idle, with the controller stopped so only the

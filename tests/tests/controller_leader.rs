@@ -31,8 +31,9 @@ address-pools:
 const LEASE: Duration = Duration::from_secs(15);
 const RETRY: Duration = Duration::from_secs(3);
 /// What the measurement adds to a takeover: one Lease request on a loaded
-/// machine and this test's 100 ms polling of `/metrics`.
-const MEASURE: Duration = Duration::from_secs(1);
+/// machine (CI runs the other tests beside this one on two cores) and this
+/// test's 100 ms polling of `/metrics`.
+const MEASURE: Duration = Duration::from_secs(2);
 
 /// Waits until exactly one replica leads and both are Ready (a healthy
 /// standby is Ready), and returns the leader's index.
@@ -153,6 +154,8 @@ async fn a_leader_that_is_stopped_hands_the_lease_over() {
         "{}",
         replicas[leader].daemon.output()
     );
+    // The Lease is empty from here on; the standby's next read takes it.
+    let released = Instant::now();
     let leases = Api::<Lease>::namespaced(client.clone(), "ferrolb-system");
     let holder = wait_for(
         "the standby to hold the Lease",
@@ -170,15 +173,18 @@ async fn a_leader_that_is_stopped_hands_the_lease_over() {
     )
     .await;
     assert_eq!(holder, replicas[standby].identity);
-    let takeover = wait_leading(&replicas[standby]).await - stopped;
-    eprintln!("handover after {takeover:.1?} (lease {LEASE:?})");
+    let leading = wait_leading(&replicas[standby]).await;
+    let (takeover, after_release) = (leading - stopped, leading - released);
+    eprintln!(
+        "handover after {takeover:.1?} from SIGTERM, {after_release:.1?} from the release (lease {LEASE:?})"
+    );
     assert!(
         takeover < LEASE,
         "handed over after {takeover:?}: no faster than an expiry"
     );
     assert!(
-        takeover <= RETRY + MEASURE,
-        "handed over after {takeover:?}: the standby reads the Lease every {RETRY:?}"
+        after_release <= RETRY + MEASURE,
+        "took the released Lease after {after_release:?}: the standby reads it every {RETRY:?}"
     );
     assert_eq!(replicas[standby].readyz().await, Some(200));
 }
