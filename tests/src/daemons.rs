@@ -141,6 +141,9 @@ impl Drop for Daemon {
             for line in tail.iter().rev() {
                 eprintln!("{line}");
             }
+        } else {
+            // Kept only when a test fails, where the tail above names it.
+            let _ = std::fs::remove_file(&self.log);
         }
     }
 }

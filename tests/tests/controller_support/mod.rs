@@ -134,12 +134,25 @@ impl Controller {
     }
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on now.
+/// A TCP port on 127.0.0.1 that nothing listens on now, below the kernel's
+/// ephemeral range: a port the kernel hands out (bind to 0) is also what
+/// another process's next outgoing connection may take before ours listens.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a free loopback port")
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    // Spread the start across processes and calls; probe upwards from there.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    let span = u32::from(low.saturating_sub(10_000).max(1));
+    (0..span)
+        .map(|i| 10_000 + ((seed.wrapping_add(i)) % span) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free loopback port below the ephemeral range")
 }
 
 /// A minimal HTTP/1.0 GET: enough for the controller's own endpoints.
