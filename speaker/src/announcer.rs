@@ -251,8 +251,9 @@ pub struct CountersSnapshot {
     pub drops: BTreeMap<&'static str, u64>,
     /// Frames the kernel refused to send.
     pub send_errors: u64,
-    /// Split brains seen: another speaker's MAC claiming an announced
-    /// address, once per address, MAC and episode.
+    /// Split brains: another speaker's MAC claiming an announced address
+    /// (once per address, MAC and episode), or an address this node kept
+    /// announcing while the LAN held it down (once per address and refute).
     pub split_brains: u64,
     /// IP conflicts seen: a station that is no speaker using an address
     /// this node announces or probed, once per address and MAC.
@@ -600,8 +601,9 @@ struct Responder {
     bursts: Bursts,
     counters: Arc<Counters>,
     settings: Settings,
-    /// The last MAC reported per conflicting address, and when.
-    conflicts_reported: HashMap<IpAddr, (crate::wire::MacAddr, Instant)>,
+    /// The last split brain counted per address, and when: the other
+    /// speaker's MAC, or none when the membership reported it.
+    conflicts_reported: HashMap<IpAddr, (Option<crate::wire::MacAddr>, Instant)>,
     /// Whether the last send failed, to log a failing link once.
     send_failing: bool,
     /// The re-announce epoch last followed.
@@ -698,7 +700,11 @@ impl Responder {
     fn follow(&mut self, desired: &mut watch::Receiver<Announcements>) {
         let announcements = desired.borrow_and_update();
         let now = announcements.owned_on(&self.iface.name, &self.eligibility);
-        // A raised epoch: every address still owned is announced again.
+        // A raised epoch: the LAN had held this node down while it announced
+        // these addresses, so another speaker announced them too. That is a
+        // split brain this node learns of from the membership rather than on
+        // the wire (the other side withdraws before either hears the other):
+        // count it, and announce every address still owned again.
         if std::mem::replace(&mut self.reannounce, announcements.reannounce)
             != announcements.reannounce
         {
@@ -706,7 +712,25 @@ impl Responder {
             for address in self.owned.iter().filter(|a| now.contains(*a)) {
                 self.bursts
                     .start(address, at, self.settings.gratuitous_rounds);
-                info!(%address, "announcing {address} again on {}", self.iface.name);
+                // The other side's frames may have shown it on the wire
+                // already: one episode, one count.
+                let seen = self
+                    .conflicts_reported
+                    .get(&address)
+                    .is_some_and(|(_, seen_at)| {
+                        at.duration_since(*seen_at) < CONFLICT_LOG_INTERVAL
+                    });
+                self.conflicts_reported.insert(address, (None, at));
+                if seen {
+                    info!(%address, "announcing {address} again on {}", self.iface.name);
+                } else {
+                    self.counters.split_brain();
+                    warn!(
+                        %address,
+                        "split brain: the LAN held this node down while it announced {address}; announcing it again on {}",
+                        self.iface.name
+                    );
+                }
             }
         }
         let lost: Vec<IpAddr> = self.owned.iter().filter(|a| !now.contains(*a)).collect();
@@ -960,11 +984,12 @@ impl Responder {
                     .conflicts_reported
                     .get(&address)
                     .is_some_and(|(seen, at)| {
-                        *seen == mac && now.duration_since(*at) < CONFLICT_LOG_INTERVAL
+                        seen.is_none_or(|seen| seen == mac)
+                            && now.duration_since(*at) < CONFLICT_LOG_INTERVAL
                     });
                 // Every sighting renews the episode, so one that lasts is
                 // counted once.
-                self.conflicts_reported.insert(address, (mac, now));
+                self.conflicts_reported.insert(address, (Some(mac), now));
                 if repeat {
                     debug!(%address, %mac, "split brain again");
                 } else {

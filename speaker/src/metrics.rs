@@ -178,7 +178,7 @@ impl Metrics {
         for (name, help, value) in [
             (
                 "ferrolb_split_brain_total",
-                "Times another speaker was seen announcing an address this node announces",
+                "Times another speaker announced an address this node announced: seen on the wire, or learned when the LAN had held this node down",
                 snapshot.split_brains,
             ),
             (

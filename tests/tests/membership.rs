@@ -295,4 +295,8 @@ async fn after_a_lan_partition_heals_the_rightful_owner_answers_again_and_the_cl
     only_one_mac_for(&cluster, &ip, &owner_mac, Duration::from_secs(3)).await;
     let log = cluster.speakers[owner - 1].as_ref().unwrap().output();
     assert!(log.contains("announcing again"), "{log}");
+    // Two nodes announced the address while the LAN was split: the owner,
+    // told it had been held down while it announced, counts that split brain.
+    let split_brains = speaker_metric(cluster.lan.node(owner), "ferrolb_split_brain_total");
+    assert_eq!(split_brains, "ferrolb_split_brain_total 1", "{log}");
 }
