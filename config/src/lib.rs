@@ -14,6 +14,7 @@ pub mod range;
 mod raw;
 pub mod request;
 pub mod special;
+pub mod trim;
 pub mod validate;
 
 use std::collections::BTreeMap;

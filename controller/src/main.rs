@@ -15,9 +15,7 @@ use ferrolb_controller::metrics::{self, Metrics};
 use ferrolb_controller::plan::Desire;
 use ferrolb_controller::reconcile::{self, Context, EventPublisher};
 use ferrolb_controller::{config_watch, preview, status};
-use k8s_openapi::api::core::v1::Service;
 use kube::Client;
-use kube::api::{Api, ListParams};
 use kube::runtime::events::Reporter;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -138,11 +136,9 @@ async fn preview_impact(config: &Config) -> anyhow::Result<Vec<String>> {
     let client = Client::try_default()
         .await
         .context("connecting to the cluster")?;
-    let mut services = Api::<Service>::all(client)
-        .list(&ListParams::default())
+    let mut services = reconcile::list_services(&client)
         .await
-        .context("listing Services")?
-        .items;
+        .context("listing Services")?;
     services.sort_by(|a, b| {
         (a.metadata.creation_timestamp.as_ref(), reconcile::key_of(a))
             .cmp(&(b.metadata.creation_timestamp.as_ref(), reconcile::key_of(b)))

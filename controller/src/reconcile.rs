@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ferrolb_config::ServiceKey;
+use ferrolb_config::{ServiceKey, trim};
 use ferrolb_config::request::{self, Served};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
@@ -332,10 +332,7 @@ pub fn desire(service: &Service) -> Desire {
 /// oldest Service first (so the older one keeps a contested address), before
 /// anything new is allocated. Returns how many Services kept their addresses.
 pub async fn restore(ctx: &Context) -> Result<usize, kube::Error> {
-    let mut services = Api::<Service>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
+    let mut services = list_services(&ctx.client).await?;
     services.sort_by(|a, b| {
         (a.metadata.creation_timestamp.as_ref(), key_of(a))
             .cmp(&(b.metadata.creation_timestamp.as_ref(), key_of(b)))
@@ -512,9 +509,9 @@ pub async fn run(
     let api = Api::<Service>::all(ctx.client.clone());
     let (reader, writer) = reflector::store();
     let (store, events_ctx) = (reader.clone(), ctx.clone());
-    let services = watcher(api, watcher::Config::default())
+    let services = watcher(api, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
-        .modify(forget_unread)
+        .modify(trim::keep_read_fields)
         .reflect(writer)
         .inspect_ok(move |event| release_deleted(&events_ctx, &store, event))
         .applied_objects();
@@ -530,14 +527,27 @@ pub async fn run(
         .await;
 }
 
-/// Drops what the controller never reads from the Services it keeps in
-/// memory: the managed-fields bookkeeping and kubectl's copy of the last
-/// applied manifest are most of a Service's size, and the store holds every
-/// Service of the cluster.
-fn forget_unread(service: &mut Service) {
-    service.managed_fields_mut().clear();
-    if let Some(annotations) = service.metadata.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+/// Services per page of a list: a page is held whole while it is read,
+/// and any Service may carry 256 KiB of annotations.
+const LIST_PAGE: u32 = 50;
+
+/// Every Service of the cluster, listed a page at a time and each cut down
+/// to what ferrolb reads ([`trim::keep_read_fields`]), so a cluster full of
+/// large Services never sits in memory whole.
+pub async fn list_services(client: &Client) -> Result<Vec<Service>, kube::Error> {
+    let api = Api::<Service>::all(client.clone());
+    let mut services = Vec::new();
+    let mut params = ListParams::default().limit(LIST_PAGE);
+    loop {
+        let page = api.list(&params).await?;
+        services.extend(page.items.into_iter().map(|mut service| {
+            trim::keep_read_fields(&mut service);
+            service
+        }));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(services),
+        }
     }
 }
 

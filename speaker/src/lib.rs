@@ -12,6 +12,7 @@ pub mod liveness;
 pub mod ownership;
 pub mod respond;
 pub mod seal;
+pub mod trim;
 pub mod wire;
 
 // Shells: the announcer owns the sockets and the per-interface tasks.

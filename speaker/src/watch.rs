@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolb_config::request::{self, Served};
-use ferrolb_config::{Config, ServiceKey, last_good_configmap};
+use ferrolb_config::{Config, ServiceKey, last_good_configmap, trim};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
@@ -58,6 +58,10 @@ pub struct Settings {
     /// Where this speaker's membership listens (what its record must say).
     pub member: SocketAddr,
 }
+
+/// Objects per page of a watch's initial list: a page is held whole while
+/// it is read, and any Service may carry 256 KiB of annotations.
+const LIST_PAGE: u32 = 50;
 
 /// How many watches feed the decisions.
 const ALL_SOURCES: usize = 6;
@@ -116,21 +120,24 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
     let (changes, mut changed) = mpsc::unbounded_channel::<(Source, bool)>();
     let services = reflect::<Service>(
         Api::all(client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().page_size(LIST_PAGE),
+        trim::keep_read_fields,
         Source::Services,
         &changes,
         &shutdown,
     );
     let slices = reflect::<EndpointSlice>(
         Api::all(client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().page_size(LIST_PAGE),
+        crate::trim::endpoint_slice,
         Source::Slices,
         &changes,
         &shutdown,
     );
     let nodes = reflect::<Node>(
         Api::all(client.clone()),
-        watcher::Config::default(),
+        watcher::Config::default().page_size(LIST_PAGE),
+        crate::trim::node,
         Source::Nodes,
         &changes,
         &shutdown,
@@ -139,6 +146,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
     let leases = reflect::<Lease>(
         Api::namespaced(client.clone(), &settings.namespace),
         watcher::Config::default().labels(&lease_selector),
+        crate::trim::lease,
         Source::Leases,
         &changes,
         &shutdown,
@@ -146,6 +154,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
     let config_maps = reflect::<ConfigMap>(
         Api::namespaced(client.clone(), &settings.namespace),
         watcher::Config::default().fields(&format!("metadata.name={}", settings.config_map)),
+        |_| {},
         Source::Config,
         &changes,
         &shutdown,
@@ -156,6 +165,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
             "metadata.name={}",
             last_good_configmap(&settings.config_map)
         )),
+        |_| {},
         Source::LastGoodConfig,
         &changes,
         &shutdown,
@@ -631,11 +641,12 @@ fn next_config(
     changes
 }
 
-/// Starts a reflector for `api`, reporting every change (and whether the
-/// watch is healthy) on `changes`.
+/// Starts a reflector for `api` that stores objects cut down by `trim`,
+/// reporting every change (and whether the watch is healthy) on `changes`.
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
+    trim: fn(&mut K),
     source: Source,
     changes: &mpsc::UnboundedSender<(Source, bool)>,
     shutdown: &CancellationToken,
@@ -650,7 +661,10 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, config).default_backoff().reflect(writer);
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(trim)
+        .reflect(writer);
     tokio::spawn(forward(stream, source, changes.clone(), shutdown.clone()));
     reader
 }
