@@ -13,8 +13,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ferrolb_config::{ServiceKey, trim};
 use ferrolb_config::request::{self, Served};
+use ferrolb_config::{ServiceKey, trim};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};

@@ -12,8 +12,12 @@ use crate::netns::Netns;
 
 /// The path of one of the workspace's binaries (`ferrolb-controller`,
 /// `ferrolb-speaker`, or this crate's `flb-*` tools), built first if it is
-/// not there yet.
+/// not there yet. With `FERROLB_BINARY_DIR` set, the binary of that name in
+/// that directory, unbuilt: to measure another build side by side.
 pub fn binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("FERROLB_BINARY_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("test executable path");
     // A test runs from target/<profile>/deps/, the demo from
