@@ -84,7 +84,7 @@ pub enum AllocError {
     /// Cluster`, or both `Local` with the same pod selector, so that the same
     /// nodes serve them. Nothing was allocated.
     #[error(
-        "{ip} is shared by {owner}, which has a different traffic policy or (with Local) pod selector"
+        "{ip} is shared by {owner}, which has a different traffic policy or (with Local) pod selector or namespace"
     )]
     SelectorMismatch {
         /// The contested address.

@@ -176,11 +176,14 @@ fn family_bounds(family: Family) -> (IpAddr, IpAddr) {
 
 /// Which pods must serve a Service: sharing Services must agree on it.
 /// `Cluster` Services agree with each other; `Local` ones need equal
-/// selectors (MetalLB's "backend key").
-fn backend(request: &ServiceRequest) -> Option<&BTreeMap<String, String>> {
+/// selectors (MetalLB's "backend key") in the same namespace: a selector
+/// picks pods of its own namespace only, so equal text in two namespaces
+/// picks different pods on different nodes, and one address announced from
+/// one node could not reach both.
+fn backend(request: &ServiceRequest) -> Option<(&str, &BTreeMap<String, String>)> {
     match request.traffic_policy {
         TrafficPolicy::Cluster => None,
-        TrafficPolicy::Local => Some(&request.selector),
+        TrafficPolicy::Local => Some((&request.key.namespace, &request.selector)),
     }
 }
 

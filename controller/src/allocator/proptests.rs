@@ -72,6 +72,7 @@ fn request_strategy() -> impl Strategy<Value = ServiceRequest> {
     (0..4usize, families, requested, pool, sharing, ports, local).prop_map(
         |(n, families, requested, pool, sharing, ports, local)| {
             let mut request = svc(&format!("s{n}"))
+                .in_namespace(&namespace_of(n))
                 .families(families)
                 .requesting(&requested)
                 .ports(&ports);
@@ -87,6 +88,12 @@ fn request_strategy() -> impl Strategy<Value = ServiceRequest> {
             request
         },
     )
+}
+
+/// Services `s0` and `s2` live in `default`, `s1` and `s3` in `other`, so
+/// that equal keys and selectors meet across namespaces.
+fn namespace_of(n: usize) -> String {
+    if n % 2 == 0 { "default" } else { "other" }.to_owned()
 }
 
 #[derive(Debug, Clone)]
@@ -133,8 +140,10 @@ fn share_reason(ours: &ServiceRequest, theirs: &ServiceRequest) -> Option<&'stat
         (Some(_), Some(_)) => {}
         _ => return Some("address-in-use"),
     }
-    let backend =
-        |r: &ServiceRequest| (r.traffic_policy == TrafficPolicy::Local).then(|| r.selector.clone());
+    let backend = |r: &ServiceRequest| {
+        (r.traffic_policy == TrafficPolicy::Local)
+            .then(|| (r.key.namespace.clone(), r.selector.clone()))
+    };
     if backend(ours) != backend(theirs) {
         return Some("selector-mismatch");
     }
@@ -465,7 +474,7 @@ proptest! {
                     }
                 }
                 Op::Release(n) => {
-                    let key = ServiceKey::new("default", format!("s{n}"));
+                    let key = ServiceKey::new(namespace_of(n), format!("s{n}"));
                     let got = allocator.release(&key).map(|a| a.addresses);
                     let want = model.held.remove(&key).map(|(_, ips, _)| ips);
                     prop_assert_eq!(got, want);

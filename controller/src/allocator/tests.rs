@@ -96,6 +96,7 @@ pub(super) trait RequestBuilder {
     fn sharing(self, key: &str) -> Self;
     fn ports(self, ports: &[Port]) -> Self;
     fn local(self, app: &str) -> Self;
+    fn in_namespace(self, namespace: &str) -> Self;
     fn families(self, families: FamilyPolicy) -> Self;
 }
 
@@ -123,6 +124,10 @@ impl RequestBuilder for ServiceRequest {
     }
     fn families(mut self, families: FamilyPolicy) -> Self {
         self.families = families;
+        self
+    }
+    fn in_namespace(mut self, namespace: &str) -> Self {
+        self.key = ServiceKey::new(namespace, self.key.name.clone());
         self
     }
 }
@@ -620,6 +625,29 @@ fn sharing_needs_the_same_key_disjoint_ports_and_the_same_pods() {
                         .local("b")
                         .ports(&[tcp(82)]),
                     Refused("selector-mismatch"),
+                ),
+            ),
+            (
+                "l4 in another namespace, same key and selector text, may not",
+                Assign(
+                    svc("l4")
+                        .in_namespace("other")
+                        .requesting(&["10.0.0.3"])
+                        .sharing("l")
+                        .local("a")
+                        .ports(&[tcp(83)]),
+                    Refused("selector-mismatch"),
+                ),
+            ),
+            (
+                "nor may it join by key alone: it gets a fresh address",
+                Assign(
+                    svc("l5")
+                        .in_namespace("other")
+                        .sharing("l")
+                        .local("a")
+                        .ports(&[tcp(84)]),
+                    Got(&["10.0.0.2"], "p"),
                 ),
             ),
             (
