@@ -16,7 +16,7 @@
 //! decisions (events, one per change of owner); the shell announces nothing
 //! before the membership has settled.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use ferrolb_config::{Config, Pool, PoolName, ServiceKey, SpecialPurpose, TrafficPolicy};
@@ -207,6 +207,15 @@ pub fn refusals(config: &Config, services: &[ServiceView], nodes: &[NodeView]) -
 /// and which of them `me` announces. Only the addresses [`screen`] lets
 /// through are elected and announced; a Service with none is left out.
 ///
+/// One election per address, over every Service holding it: Services that
+/// hold a common address (sharing it, or through a dual-stack Service's
+/// other family) form one group, elected once under the group's lowest
+/// first address, so no two nodes announce one address whatever the
+/// Services' policies and endpoints. The group is `Local` if any member is,
+/// eligible by the nodes with a ready endpoint of any `Local` member, and
+/// served if any member has a serving endpoint. A lone Service is elected
+/// under its first address, as before (and as MetalLB does).
+///
 /// `rankings` carries the election's per-address rankings from one decision
 /// to the next, so that a pass walks each address's few best nodes instead
 /// of hashing every address against every node; it is brought up to date
@@ -233,35 +242,96 @@ pub fn decide(
             },
         );
     }
+    let screened: Vec<Screened> = services
+        .iter()
+        .map(|service| screen(config, service, nodes))
+        .collect();
     let mut announcements = Announcements::new();
-    let mut decisions = Vec::new();
     let mut elected = HashSet::new();
-    for service in services {
-        let screened = screen(config, service, nodes);
-        let Some(&(first, pool)) = screened.announceable.first() else {
+    let mut elections: HashMap<usize, Election> = HashMap::new();
+    for members in groups(&screened).into_values() {
+        let Some(&(key, pool)) = members
+            .iter()
+            .filter_map(|&i| screened[i].announceable.first())
+            .min_by_key(|(ip, _)| *ip)
+        else {
             continue;
         };
+        let local: Vec<&ServiceView> = members
+            .iter()
+            .map(|&i| &services[i])
+            .filter(|s| s.traffic_policy == TrafficPolicy::Local)
+            .collect();
         let address = ServiceAddress {
-            address: first,
-            traffic_policy: service.traffic_policy,
-            has_serving_endpoints: service.has_serving_endpoints,
+            address: key,
+            traffic_policy: if local.is_empty() {
+                TrafficPolicy::Cluster
+            } else {
+                TrafficPolicy::Local
+            },
+            has_serving_endpoints: members.iter().any(|&i| services[i].has_serving_endpoints),
             node_selectors: &pool.node_selectors,
         };
-        elected.insert(first);
-        let election = rankings.elect(&address, &service.ready_endpoint_nodes, me);
-        if election.is_me() {
-            for (ip, pool) in &screened.announceable {
-                announcements.announce(*ip, pool.interfaces.clone());
+        let endpoint_nodes: BTreeSet<String> = local
+            .iter()
+            .flat_map(|s| s.ready_endpoint_nodes.iter().cloned())
+            .collect();
+        elected.insert(key);
+        let election = rankings.elect(&address, &endpoint_nodes, me);
+        for &i in &members {
+            if election.is_me() {
+                for (ip, pool) in &screened[i].announceable {
+                    announcements.announce(*ip, pool.interfaces.clone());
+                }
             }
+            elections.insert(i, election.clone());
         }
-        decisions.push(Decision {
-            service: service.key.clone(),
-            addresses: screened.announceable.iter().map(|(ip, _)| *ip).collect(),
-            election,
-        });
     }
+    let decisions = services
+        .iter()
+        .enumerate()
+        .filter_map(|(i, service)| {
+            Some(Decision {
+                service: service.key.clone(),
+                addresses: screened[i].announceable.iter().map(|(ip, _)| *ip).collect(),
+                election: elections.remove(&i)?,
+            })
+        })
+        .collect();
     rankings.retain_addresses(|a| elected.contains(a));
     (announcements, decisions)
+}
+
+/// The Services (by index) that hold announceable addresses, grouped so
+/// that two Services holding a common address are in one group; keyed by
+/// the group's first member.
+fn groups(screened: &[Screened<'_>]) -> BTreeMap<usize, Vec<usize>> {
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut parent: Vec<usize> = (0..screened.len()).collect();
+    let mut holder: HashMap<IpAddr, usize> = HashMap::new();
+    for (i, service) in screened.iter().enumerate() {
+        for (ip, _) in &service.announceable {
+            let other = *holder.entry(*ip).or_insert(i);
+            let (a, b) = (root(&mut parent, i), root(&mut parent, other));
+            // The lower index is the root, so a group's key is its first
+            // member whatever order the addresses come in.
+            parent[a.max(b)] = a.min(b);
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, service) in screened.iter().enumerate() {
+        if !service.announceable.is_empty() {
+            let r = root(&mut parent, i);
+            groups.entry(r).or_default().push(i);
+        }
+    }
+    groups
 }
 
 /// An event the shell publishes on a Service.
@@ -836,6 +906,107 @@ mod tests {
                         decide(&config(), &services, &nodes, &live, &me, &mut Rankings::new());
                     proptest::prop_assert_eq!(with_kept, fresh);
                 }
+            }
+        }
+    }
+
+    /// Every node's view of `services`: which nodes announce each address.
+    fn announcers(
+        services: &[ServiceView],
+        names: &[&str],
+        live: &BTreeSet<String>,
+    ) -> BTreeMap<IpAddr, Vec<String>> {
+        let nodes: Vec<NodeView> = names.iter().map(|n| node(n)).collect();
+        let mut by_address: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
+        for me in names {
+            let (announced, _) =
+                decide(&config(), services, &nodes, live, me, &mut Rankings::new());
+            for (ip, _) in announced.iter() {
+                by_address.entry(ip).or_default().push((*me).to_owned());
+            }
+        }
+        by_address
+    }
+
+    #[test]
+    fn local_services_sharing_an_address_across_namespaces_are_announced_from_one_node() {
+        // Equal key and selector text in two namespaces: different pods, on
+        // different nodes. A status written by hand (or by an older
+        // allocator) can still put both on one address.
+        let names = ["node-1", "node-2", "node-3"];
+        let mut services = Vec::new();
+        for (namespace, endpoints) in [("shop", "node-1"), ("blog", "node-2")] {
+            let mut svc = service("web", &["198.51.100.10"]);
+            svc.key = ServiceKey::new(namespace, "web");
+            svc.traffic_policy = TrafficPolicy::Local;
+            svc.ready_endpoint_nodes = live(&[endpoints]);
+            services.push(svc);
+        }
+        let by_address = announcers(&services, &names, &live(&names));
+        assert_eq!(
+            by_address
+                .get(&"198.51.100.10".parse().unwrap())
+                .map(Vec::len),
+            Some(1),
+            "{by_address:?}"
+        );
+    }
+
+    #[test]
+    fn an_address_shared_with_a_dual_stack_services_second_family_has_one_announcer() {
+        let names = ["node-1", "node-2", "node-3", "node-4", "node-5"];
+        // For every IPv4 address a dual-stack Service could hold, a second
+        // Service shares only its IPv6 address.
+        for octet in 1..40 {
+            let services = [
+                service("dual", &[&format!("198.51.100.{octet}"), "2001:db8:1::10"]),
+                service("v6", &["2001:db8:1::10"]),
+            ];
+            let by_address = announcers(&services, &names, &live(&names));
+            for (ip, nodes) in &by_address {
+                assert_eq!(nodes.len(), 1, "{ip} announced by {nodes:?}");
+            }
+            assert_eq!(by_address.len(), 2);
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the Services hold, their policies and their endpoints,
+        /// no address is announced by two nodes.
+        #[test]
+        fn no_address_is_announced_by_two_nodes(
+            held in proptest::collection::vec(
+                (
+                    proptest::collection::vec(0..4usize, 1..3),
+                    proptest::bool::ANY,
+                    proptest::bool::ANY,
+                    proptest::collection::btree_set(0..4usize, 0..3),
+                ),
+                1..6,
+            ),
+            alive in proptest::collection::btree_set(0..4usize, 1..5),
+        ) {
+            const ADDRESSES: [&str; 4] =
+                ["198.51.100.1", "198.51.100.2", "2001:db8:1::1", "2001:db8:1::2"];
+            let names = ["node-0", "node-1", "node-2", "node-3"];
+            let services: Vec<ServiceView> = held
+                .iter()
+                .enumerate()
+                .map(|(n, (addresses, local, serving, endpoints))| {
+                    let addresses: Vec<&str> = addresses.iter().map(|a| ADDRESSES[*a]).collect();
+                    let mut svc = service(&format!("s{n}"), &addresses);
+                    if *local {
+                        svc.traffic_policy = TrafficPolicy::Local;
+                    }
+                    svc.has_serving_endpoints = *serving;
+                    svc.ready_endpoint_nodes =
+                        endpoints.iter().map(|e| names[*e].to_owned()).collect();
+                    svc
+                })
+                .collect();
+            let live: BTreeSet<String> = alive.iter().map(|i| names[*i].to_owned()).collect();
+            for (ip, nodes) in announcers(&services, &names, &live) {
+                proptest::prop_assert_eq!(nodes.len(), 1, "{} announced by {:?}", ip, nodes);
             }
         }
     }
