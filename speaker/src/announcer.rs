@@ -244,8 +244,8 @@ pub struct AddressCounts {
 /// A copy of every counter at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CountersSnapshot {
-    /// Per address; an address stays listed after it is withdrawn, so its
-    /// counters never go backwards.
+    /// Per address, until [`Counters::retain_addresses`] forgets it: a
+    /// listed address's counters never go backwards.
     pub addresses: BTreeMap<IpAddr, AddressCounts>,
     /// Frames not answered, by [`DropReason::as_label`].
     pub drops: BTreeMap<&'static str, u64>,
@@ -279,8 +279,14 @@ impl Counters {
         f(&mut state)
     }
 
-    fn address(&self, address: IpAddr, f: impl FnOnce(&mut AddressCounts)) {
+    pub(crate) fn address(&self, address: IpAddr, f: impl FnOnce(&mut AddressCounts)) {
         self.with(|state| f(state.addresses.entry(address).or_default()));
+    }
+
+    /// Forgets the counters of every address `keep` refuses, so the series
+    /// of an address this node no longer announces end; the others' go on.
+    pub fn retain_addresses(&self, keep: impl Fn(&IpAddr) -> bool) {
+        self.with(|state| state.addresses.retain(|address, _| keep(address)));
     }
 
     fn dropped(&self, reason: DropReason) {

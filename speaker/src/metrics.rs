@@ -2,11 +2,11 @@
 //! keeps plain counters; this module renders them with the speaker's own
 //! gauges when scraped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::State;
 use axum::http::header;
@@ -14,14 +14,15 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-use crate::announcer::Counters;
+use crate::announcer::{Announcements, Counters};
 use crate::seal::Rejection;
 
 /// What the speaker exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
     counters: Arc<Counters>,
-    announced: AtomicUsize,
+    /// The addresses this node announces: only theirs are exported.
+    announced: Mutex<BTreeSet<IpAddr>>,
     api_healthy: AtomicBool,
     members_live: AtomicUsize,
     /// Rejected membership datagrams, indexed like [`Rejection::ALL`].
@@ -34,7 +35,7 @@ impl Metrics {
     pub fn new(counters: Arc<Counters>) -> Metrics {
         Metrics {
             counters,
-            announced: AtomicUsize::new(0),
+            announced: Mutex::default(),
             api_healthy: AtomicBool::new(true),
             members_live: AtomicUsize::new(0),
             rejected: Default::default(),
@@ -54,9 +55,15 @@ impl Metrics {
         self.members_live.store(count, Ordering::Relaxed);
     }
 
-    /// Records how many addresses this node announces.
-    pub fn set_announced(&self, count: usize) {
-        self.announced.store(count, Ordering::Relaxed);
+    /// Records which addresses this node announces. The per-address series
+    /// of any other address end at the next scrape; those of an announced
+    /// address go on, never backwards.
+    pub fn set_announced(&self, announcements: &Announcements) {
+        let addresses = announcements.iter().map(|(address, _)| address).collect();
+        *self
+            .announced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = addresses;
     }
 
     /// Records whether every watch on the API server is healthy.
@@ -73,6 +80,13 @@ impl Metrics {
 
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
+        let announced = self
+            .announced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.counters
+            .retain_addresses(|address| announced.contains(address));
         let snapshot = self.counters.snapshot();
         let mut out = String::new();
         let mut family =
@@ -133,7 +147,7 @@ impl Metrics {
             "announced_addresses",
             "gauge",
             "Addresses this node announces",
-            &mut std::iter::once((String::new(), self.announced.load(Ordering::Relaxed) as u64)),
+            &mut std::iter::once((String::new(), announced.len() as u64)),
         );
         let refused = self.refused.lock().map(|r| r.clone()).unwrap_or_default();
         family(
@@ -218,4 +232,55 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn series(metrics: &Metrics, address: &str) -> Vec<String> {
+        metrics
+            .render()
+            .lines()
+            .filter(|l| l.contains(&format!("address=\"{address}\"")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn an_address_no_longer_announced_loses_its_series_and_a_kept_one_counts_on() {
+        let counters = Arc::new(Counters::default());
+        let metrics = Metrics::new(Arc::clone(&counters));
+        let mut announced = Announcements::new();
+        announced.announce(ip("198.51.100.10"), Vec::<String>::new());
+        announced.announce(ip("198.51.100.11"), Vec::<String>::new());
+        metrics.set_announced(&announced);
+        for address in ["198.51.100.10", "198.51.100.11"] {
+            counters.address(ip(address), |c| c.responses_sent += 2);
+        }
+        assert_eq!(series(&metrics, "198.51.100.11").len(), 4);
+        announced.withdraw(ip("198.51.100.11"));
+        metrics.set_announced(&announced);
+        assert_eq!(series(&metrics, "198.51.100.11"), Vec::<String>::new());
+        counters.address(ip("198.51.100.10"), |c| c.responses_sent += 1);
+        assert!(
+            series(&metrics, "198.51.100.10").contains(
+                &"ferrolb_speaker_responses_sent_total{address=\"198.51.100.10\"} 3".to_owned()
+            ),
+            "{:?}",
+            series(&metrics, "198.51.100.10")
+        );
+        assert!(
+            metrics
+                .render()
+                .contains("ferrolb_speaker_announced_addresses 1\n")
+        );
+        // A frame counted late for the withdrawn address is forgotten too.
+        counters.address(ip("198.51.100.11"), |c| c.responses_sent += 1);
+        assert_eq!(series(&metrics, "198.51.100.11"), Vec::<String>::new());
+    }
 }

@@ -250,7 +250,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
         state
             .report_refusals(refusals(&config, &views, &node_views), &services, live)
             .await;
-        state.metrics.set_announced(plan.announcements.len());
+        state.metrics.set_announced(&plan.announcements);
         announcements.send_if_modified(|current| {
             let changed = *current != plan.announcements;
             *current = plan.announcements.clone();
