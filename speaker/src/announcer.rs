@@ -258,6 +258,10 @@ pub struct CountersSnapshot {
     /// IP conflicts seen: a station that is no speaker using an address
     /// this node announces or probed, once per address and MAC.
     pub ip_conflicts: u64,
+    /// Interfaces to answer on whose sockets could not be opened or failed,
+    /// with the error, until they open again or the interface is no longer
+    /// served.
+    pub failed_sockets: BTreeMap<String, String>,
 }
 
 /// The announcer's counters, shared with the metrics exporter.
@@ -303,6 +307,19 @@ impl Counters {
 
     fn ip_conflict(&self) {
         self.with(|state| state.ip_conflicts += 1);
+    }
+
+    pub(crate) fn sockets(&self, interface: &str, failed: Option<&SocketError>) {
+        self.with(|state| match failed {
+            Some(error) => {
+                state
+                    .failed_sockets
+                    .insert(interface.to_owned(), error.to_string());
+            }
+            None => {
+                state.failed_sockets.remove(interface);
+            }
+        });
     }
 }
 
@@ -459,6 +476,11 @@ impl Announcer {
                 wanted.insert(&facts.name, (facts, eligibility));
             }
         }
+        self.counters.with(|state| {
+            state
+                .failed_sockets
+                .retain(|name, _| wanted.contains_key(name.as_str()));
+        });
         serving.retain(|name, interface| {
             if interface.task.is_finished() {
                 return !rescanned;
@@ -560,15 +582,19 @@ async fn serve(
     stop: CancellationToken,
 ) {
     let name = responder.iface.name.clone();
+    let counters = Arc::clone(&responder.counters);
     let sockets = match Sockets::open(&name, ifindex) {
         Ok(sockets) => sockets,
         Err(error) => {
             warn!(%error, "not answering on {name}; retrying at the next scan");
+            counters.sockets(&name, Some(&error));
             return;
         }
     };
+    counters.sockets(&name, None);
     if let Err(error) = responder.run(&sockets, &mut desired, &stop).await {
         warn!(%error, "stopped answering on {name}; retrying at the next scan");
+        counters.sockets(&name, Some(&error));
     }
     // Dropping the sockets stops reception; dropping the responder closes its
     // membership sockets, which leaves every solicited-node group. The

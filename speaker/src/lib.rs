@@ -8,6 +8,7 @@
 
 pub mod election;
 pub mod flags;
+pub mod health;
 pub mod liveness;
 pub mod ownership;
 pub mod respond;

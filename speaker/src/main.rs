@@ -38,7 +38,7 @@ struct Cli {
     /// Name of the ConfigMap holding the pools.
     #[arg(long, env = "FERROLB_CONFIGMAP", default_value = DEFAULT_CONFIGMAP_NAME)]
     config_map: String,
-    /// Address of the /metrics and /healthz endpoints.
+    /// Address of the /metrics, /healthz and /livez endpoints.
     #[arg(long, env = "FERROLB_METRICS_ADDRESS", default_value = "0.0.0.0:7473")]
     metrics_address: SocketAddr,
     /// The address the membership listens on and speaks from: the node's

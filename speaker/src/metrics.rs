@@ -1,4 +1,5 @@
-//! The speaker's `/metrics` (Prometheus text) and `/healthz`. The announcer
+//! The speaker's `/metrics` (Prometheus text), `/healthz` (readiness: see
+//! [`crate::health`]) and `/livez`. The announcer
 //! keeps plain counters; this module renders them with the speaker's own
 //! gauges when scraped.
 
@@ -9,12 +10,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::announcer::{Announcements, Counters};
+use crate::health::{self, Problem, Watches};
 use crate::seal::Rejection;
 
 /// What the speaker exports.
@@ -28,6 +31,8 @@ pub struct Metrics {
     /// Rejected membership datagrams, indexed like [`Rejection::ALL`].
     rejected: [AtomicU64; Rejection::ALL.len()],
     refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// What the watches did, for `/healthz`.
+    watches: Mutex<Watches>,
 }
 
 impl Metrics {
@@ -40,7 +45,37 @@ impl Metrics {
             members_live: AtomicUsize::new(0),
             rejected: Default::default(),
             refused: Mutex::default(),
+            watches: Mutex::default(),
         }
+    }
+
+    /// Starts following the health of the watches `names`: unhealthy until
+    /// each has listed.
+    pub fn expect_watches(&self, names: &[&'static str]) {
+        *self.watches.lock().unwrap_or_else(PoisonError::into_inner) = Watches::new(names);
+    }
+
+    /// Records that watch `name` delivered (`ok`) or failed just now.
+    pub fn observe_watch(&self, name: &'static str, ok: bool) {
+        self.watches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observe(name, ok, Instant::now().into_std());
+    }
+
+    /// What keeps the speaker from doing its job now: watches that have not
+    /// listed or keep failing, interfaces whose sockets failed.
+    pub fn problems(&self) -> Vec<Problem> {
+        let watches = self
+            .watches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        health::problems(
+            &watches,
+            &self.counters.snapshot().failed_sockets,
+            Instant::now().into_std(),
+        )
     }
 
     /// Counts one rejected membership datagram.
@@ -209,7 +244,16 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` until `shutdown`.
+async fn healthz(State(metrics): State<Arc<Metrics>>) -> axum::response::Response {
+    let problems = metrics.problems();
+    if problems.is_empty() {
+        return "ok".into_response();
+    }
+    let text: String = problems.iter().map(|p| format!("{p}\n")).collect();
+    (StatusCode::SERVICE_UNAVAILABLE, text).into_response()
+}
+
+/// Serves `/metrics`, `/healthz` and `/livez` on `addr` until `shutdown`.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
@@ -226,7 +270,12 @@ pub async fn serve(
                     .into_response()
             }),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        // Readiness: the sockets and the watches work.
+        .route("/healthz", get(healthz))
+        // Liveness: the process answers. Neither an API outage nor a
+        // failing interface is cured by a restart, and a restart would take
+        // every address this node announces dark.
+        .route("/livez", get(|| async { "ok" }))
         .with_state(metrics);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app)
@@ -282,5 +331,42 @@ mod tests {
         // A frame counted late for the withdrawn address is forgotten too.
         counters.address(ip("198.51.100.11"), |c| c.responses_sent += 1);
         assert_eq!(series(&metrics, "198.51.100.11"), Vec::<String>::new());
+    }
+
+    async fn status(metrics: &Arc<Metrics>) -> (StatusCode, String) {
+        let response = healthz(State(Arc::clone(metrics))).await;
+        let code = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (code, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_until_the_watches_list_and_while_an_interfaces_sockets_fail() {
+        let counters = Arc::new(Counters::default());
+        let metrics = Arc::new(Metrics::new(Arc::clone(&counters)));
+        metrics.expect_watches(&["Service", "Node"]);
+        assert_eq!(
+            status(&metrics).await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the Node watch has not listed yet\nthe Service watch has not listed yet\n"
+                    .to_owned()
+            )
+        );
+        metrics.observe_watch("Service", true);
+        metrics.observe_watch("Node", true);
+        assert_eq!(status(&metrics).await, (StatusCode::OK, "ok".to_owned()));
+        let error = crate::socket::SocketError::Receive {
+            interface: "eth1".into(),
+            source: std::io::Error::from_raw_os_error(100), // ENETDOWN
+        };
+        counters.sockets("eth1", Some(&error));
+        let (code, body) = status(&metrics).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.starts_with("the sockets on eth1 failed: "), "{body}");
+        counters.sockets("eth1", None);
+        assert_eq!(status(&metrics).await, (StatusCode::OK, "ok".to_owned()));
     }
 }

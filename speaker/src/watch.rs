@@ -78,6 +78,29 @@ enum Source {
     LastGoodConfig,
 }
 
+impl Source {
+    const ALL: [Source; ALL_SOURCES] = [
+        Source::Services,
+        Source::Slices,
+        Source::Nodes,
+        Source::Leases,
+        Source::Config,
+        Source::LastGoodConfig,
+    ];
+
+    /// How `/healthz` names the watch.
+    fn as_label(self) -> &'static str {
+        match self {
+            Source::Services => "Service",
+            Source::Slices => "EndpointSlice",
+            Source::Nodes => "Node",
+            Source::Leases => "speaker Lease",
+            Source::Config => "ConfigMap",
+            Source::LastGoodConfig => "last good ConfigMap",
+        }
+    }
+}
+
 /// How long the MACs of a speaker that released its Lease count as a
 /// handover: it answers for a bounded time after the release (the drain's
 /// pause), well within this.
@@ -117,6 +140,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
         speakers,
         mut wire_events,
     } = wiring;
+    metrics.expect_watches(&Source::ALL.map(Source::as_label));
     let (changes, mut changed) = mpsc::unbounded_channel::<(Source, bool)>();
     let services = reflect::<Service>(
         Api::all(client.clone()),
@@ -319,6 +343,7 @@ struct State {
 impl State {
     fn note(&mut self, source: Source, ok: bool) {
         let was_healthy = self.failing.is_empty();
+        self.metrics.observe_watch(source.as_label(), ok);
         if ok {
             self.synced.insert(source);
             self.failing.remove(&source);
