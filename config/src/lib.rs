@@ -9,6 +9,7 @@
 
 pub mod budget;
 pub mod check;
+pub mod names;
 pub mod pool;
 pub mod range;
 mod raw;

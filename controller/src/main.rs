@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use ferrolb_config::{Config, DEFAULT_CONFIGMAP_NAME, DEFAULT_NAMESPACE};
+use ferrolb_config::{Config, DEFAULT_CONFIGMAP_NAME, DEFAULT_NAMESPACE, names};
 use ferrolb_controller::allocator::Allocator;
 use ferrolb_controller::leader::{Elector, Ended, Fence, Role, Timing};
 use ferrolb_controller::metrics::{self, Metrics};
@@ -49,10 +49,10 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// Namespace of the ConfigMap and of the leader-election Lease.
-    #[arg(long, env = "FERROLB_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    #[arg(long, env = "FERROLB_NAMESPACE", default_value = DEFAULT_NAMESPACE, value_parser = names::namespace)]
     namespace: String,
     /// Name of the ConfigMap holding the pools (MetalLB's `config` works too).
-    #[arg(long, env = "FERROLB_CONFIGMAP", default_value = DEFAULT_CONFIGMAP_NAME)]
+    #[arg(long, env = "FERROLB_CONFIGMAP", default_value = DEFAULT_CONFIGMAP_NAME, value_parser = names::object_name)]
     config_map: String,
     /// Address of the /metrics, /healthz and /readyz endpoints.
     #[arg(long, env = "FERROLB_METRICS_ADDRESS", default_value = "0.0.0.0:7472")]
@@ -61,7 +61,7 @@ struct RunArgs {
     #[arg(long, env = "FERROLB_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
     /// This replica's name in the Lease (default: the pod or host name).
-    #[arg(long, env = "POD_NAME")]
+    #[arg(long, env = "POD_NAME", value_parser = names::identity)]
     identity: Option<String>,
 }
 
@@ -319,4 +319,30 @@ fn default_identity() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "ferrolb-controller".into());
     format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn every_flag_with_a_bad_value_is_refused_naming_the_flag() {
+        for (args, flag) in [
+            (&["--namespace", "ferrolb.system"][..], "--namespace"),
+            (&["--config-map", "Pools"][..], "--config-map"),
+            (&["--metrics-address", "localhost"][..], "--metrics-address"),
+            (&["--leader-elect", "maybe"][..], "--leader-elect"),
+            (&["--identity", ""][..], "--identity"),
+        ] {
+            let mut argv = vec!["ferrolb-controller"];
+            argv.extend_from_slice(args);
+            let error = Cli::try_parse_from(argv)
+                .expect_err("should be refused")
+                .to_string();
+            assert!(error.contains(flag), "{args:?}: {error}");
+        }
+        assert!(Cli::try_parse_from(["ferrolb-controller"]).is_ok());
+    }
 }

@@ -3,6 +3,7 @@
 //! bounds the speaker can run with, so that a typo ends in a usage error
 //! naming the flag rather than in a panic deep inside a timer.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// The shortest duration a flag takes: shorter ones would spin a timer.
@@ -34,9 +35,46 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     Ok(value)
 }
 
+/// Reads the membership's address: a unicast address a peer can reach,
+/// so not unspecified, multicast or the IPv4 broadcast address.
+pub fn member_address(text: &str) -> Result<IpAddr, String> {
+    let ip: IpAddr = text.trim().parse().map_err(|e| format!("{text:?}: {e}"))?;
+    let unicast = match ip {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    };
+    if unicast {
+        Ok(ip)
+    } else {
+        Err(format!(
+            "{ip} is not an address peers can send to; give the node's unicast address on the LAN"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_member_address_must_be_unicast() {
+        assert_eq!(
+            member_address("198.51.100.7"),
+            Ok("198.51.100.7".parse().unwrap())
+        );
+        assert_eq!(
+            member_address("2001:db8::7"),
+            Ok("2001:db8::7".parse().unwrap())
+        );
+        for bad in ["0.0.0.0", "::", "224.0.0.1", "ff02::1", "255.255.255.255"] {
+            let error = member_address(bad).unwrap_err();
+            assert!(
+                error.contains("not an address peers can send to"),
+                "{bad}: {error}"
+            );
+        }
+        assert!(member_address("node-1").is_err());
+    }
 
     #[test]
     fn durations_read_as_people_write_them() {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use ferrolb_config::{DEFAULT_CONFIGMAP_NAME, DEFAULT_NAMESPACE};
+use ferrolb_config::{DEFAULT_CONFIGMAP_NAME, DEFAULT_NAMESPACE, names};
 use ferrolb_speaker::announcer::{self, Announcements, Announcer};
 use ferrolb_speaker::liveness;
 use ferrolb_speaker::members;
@@ -30,13 +30,13 @@ use tracing::{error, info};
 #[command(version, about)]
 struct Cli {
     /// This node's name (the DaemonSet sets NODE_NAME from the downward API).
-    #[arg(long, env = "NODE_NAME")]
+    #[arg(long, env = "NODE_NAME", value_parser = names::object_name)]
     node_name: String,
     /// Namespace of the ConfigMap and of the speakers' Leases.
-    #[arg(long, env = "FERROLB_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    #[arg(long, env = "FERROLB_NAMESPACE", default_value = DEFAULT_NAMESPACE, value_parser = names::namespace)]
     namespace: String,
     /// Name of the ConfigMap holding the pools.
-    #[arg(long, env = "FERROLB_CONFIGMAP", default_value = DEFAULT_CONFIGMAP_NAME)]
+    #[arg(long, env = "FERROLB_CONFIGMAP", default_value = DEFAULT_CONFIGMAP_NAME, value_parser = names::object_name)]
     config_map: String,
     /// Address of the /metrics, /healthz and /livez endpoints.
     #[arg(long, env = "FERROLB_METRICS_ADDRESS", default_value = "0.0.0.0:7473")]
@@ -44,10 +44,10 @@ struct Cli {
     /// The address the membership listens on and speaks from: the node's
     /// address on the LAN that carries the announcements, so a node whose
     /// LAN link is dead loses its addresses. Default: the Node's InternalIP.
-    #[arg(long, env = "FERROLB_MEMBER_ADDRESS")]
+    #[arg(long, env = "FERROLB_MEMBER_ADDRESS", value_parser = ferrolb_speaker::flags::member_address)]
     member_address: Option<IpAddr>,
     /// The membership's UDP port.
-    #[arg(long, env = "FERROLB_MEMBER_PORT", default_value_t = 7946)]
+    #[arg(long, env = "FERROLB_MEMBER_PORT", default_value_t = 7946, value_parser = clap::value_parser!(u16).range(1..))]
     member_port: u16,
     /// The membership key: the Secret ferrolb-system/ferrolb-memberlist, key
     /// `secretkey`. Without it the speaker does not start.
@@ -285,4 +285,46 @@ async fn shutdown_signal() {
         _ = terminate => {}
     }
     info!("shutting down: handing over");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    fn refused(args: &[&str]) -> String {
+        let mut argv = vec!["ferrolb-speaker", "--node-name", "node-1"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .expect_err("should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn every_flag_with_a_bad_value_is_refused_naming_the_flag() {
+        for (args, flag) in [
+            (&["--namespace", "Ferrolb"][..], "--namespace"),
+            (&["--config-map", ""][..], "--config-map"),
+            (&["--node-name", "node_1"][..], "--node-name"),
+            (&["--metrics-address", "7473"][..], "--metrics-address"),
+            (&["--member-address", "0.0.0.0"][..], "--member-address"),
+            (&["--member-port", "0"][..], "--member-port"),
+            (&["--member-interval", "0s"][..], "--member-interval"),
+            (
+                &["--member-timeout", "100000000000000000000s"][..],
+                "--member-timeout",
+            ),
+            (&["--gratuitous-refresh", "60"][..], "--gratuitous-refresh"),
+        ] {
+            let error = refused(args);
+            assert!(error.contains(flag), "{args:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        let cli = Cli::try_parse_from(["ferrolb-speaker", "--node-name", "node-1"]).unwrap();
+        assert_eq!(cli.member_port, 7946);
+    }
 }
