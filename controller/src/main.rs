@@ -71,7 +71,8 @@ struct RunArgs {
 /// How long a stopping controller lets in-flight reconciles finish.
 const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// `EX_USAGE`: bad flags or a file that could not be read.
+/// `EX_USAGE` (from sysexits.h): a file named on the command line could not
+/// be read. Bad flags exit 2, as clap exits.
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
