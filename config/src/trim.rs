@@ -71,25 +71,27 @@ mod tests {
     use super::*;
 
     fn service(type_: &str) -> Service {
-        let mut svc = Service::default();
-        svc.metadata = ObjectMeta {
-            name: Some("web".into()),
-            namespace: Some("shop".into()),
-            uid: Some("u-1".into()),
-            resource_version: Some("42".into()),
-            labels: Some(BTreeMap::from([("app".into(), "web".into())])),
-            annotations: Some(BTreeMap::from([
-                ("big.example.com/blob".into(), "x".repeat(100 * 1024)),
-                (
-                    "kubectl.kubernetes.io/last-applied-configuration".into(),
-                    "{}".into(),
-                ),
-                ("ferrolb.io/allow-shared-ip".into(), "k".into()),
-                ("metallb.universe.tf/address-pool".into(), "lan".into()),
-                ("metallb.io/loadBalancerIPs".into(), "198.51.100.7".into()),
-            ])),
-            managed_fields: Some(vec![ManagedFieldsEntry::default(); 3]),
-            ..ObjectMeta::default()
+        let mut svc = Service {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("shop".into()),
+                uid: Some("u-1".into()),
+                resource_version: Some("42".into()),
+                labels: Some(BTreeMap::from([("app".into(), "web".into())])),
+                annotations: Some(BTreeMap::from([
+                    ("big.example.com/blob".into(), "x".repeat(100 * 1024)),
+                    (
+                        "kubectl.kubernetes.io/last-applied-configuration".into(),
+                        "{}".into(),
+                    ),
+                    ("ferrolb.io/allow-shared-ip".into(), "k".into()),
+                    ("metallb.universe.tf/address-pool".into(), "lan".into()),
+                    ("metallb.io/loadBalancerIPs".into(), "198.51.100.7".into()),
+                ])),
+                managed_fields: Some(vec![ManagedFieldsEntry::default(); 3]),
+                ..ObjectMeta::default()
+            },
+            ..Service::default()
         };
         svc.spec = Some(ServiceSpec {
             type_: Some(type_.into()),

@@ -93,7 +93,12 @@ fn request_strategy() -> impl Strategy<Value = ServiceRequest> {
 /// Services `s0` and `s2` live in `default`, `s1` and `s3` in `other`, so
 /// that equal keys and selectors meet across namespaces.
 fn namespace_of(n: usize) -> String {
-    if n % 2 == 0 { "default" } else { "other" }.to_owned()
+    if n.is_multiple_of(2) {
+        "default"
+    } else {
+        "other"
+    }
+    .to_owned()
 }
 
 #[derive(Debug, Clone)]
