@@ -307,7 +307,10 @@ pub async fn run(
 
 /// Services per page of a list: a page is held whole while it is read,
 /// and any Service may carry 256 KiB of annotations.
-const LIST_PAGE: u32 = 50;
+/// Measured (`cargo bench -p ferrolb-e2e --bench memory`): 50 a page
+/// peaked twice as high as 10 at a restart among 100 KiB Services; 10
+/// costs a round trip per ten objects at start.
+const LIST_PAGE: u32 = 10;
 
 /// Every Service of the cluster, listed a page at a time and each cut down
 /// to what ferrolb reads ([`trim::keep_read_fields`]), so a cluster full of

@@ -61,7 +61,10 @@ pub struct Settings {
 
 /// Objects per page of a watch's initial list: a page is held whole while
 /// it is read, and any Service may carry 256 KiB of annotations.
-const LIST_PAGE: u32 = 50;
+/// Measured (`cargo bench -p ferrolb-e2e --bench memory`): 50 a page
+/// peaked twice as high as 10 at a restart among 100 KiB Services; 10
+/// costs a round trip per ten objects at start.
+const LIST_PAGE: u32 = 10;
 
 /// How many watches feed the decisions.
 const ALL_SOURCES: usize = 6;
