@@ -148,7 +148,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
     let services = reflect::<Service>(
         Api::all(client.clone()),
         watcher::Config::default().page_size(LIST_PAGE),
-        trim::keep_read_fields,
+        (trim::keep_read_fields, ours),
         Source::Services,
         &changes,
         &shutdown,
@@ -156,7 +156,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
     let slices = reflect::<EndpointSlice>(
         Api::all(client.clone()),
         watcher::Config::default().page_size(LIST_PAGE),
-        crate::trim::endpoint_slice,
+        (crate::trim::endpoint_slice, |_| true),
         Source::Slices,
         &changes,
         &shutdown,
@@ -164,7 +164,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
     let nodes = reflect::<Node>(
         Api::all(client.clone()),
         watcher::Config::default().page_size(LIST_PAGE),
-        crate::trim::node,
+        (crate::trim::node, |_| true),
         Source::Nodes,
         &changes,
         &shutdown,
@@ -173,7 +173,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
     let leases = reflect::<Lease>(
         Api::namespaced(client.clone(), &settings.namespace),
         watcher::Config::default().labels(&lease_selector),
-        crate::trim::lease,
+        (crate::trim::lease, |_| true),
         Source::Leases,
         &changes,
         &shutdown,
@@ -181,7 +181,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
     let config_maps = reflect::<ConfigMap>(
         Api::namespaced(client.clone(), &settings.namespace),
         watcher::Config::default().fields(&format!("metadata.name={}", settings.config_map)),
-        |_| {},
+        (|_| {}, |_| true),
         Source::Config,
         &changes,
         &shutdown,
@@ -192,7 +192,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
             "metadata.name={}",
             last_good_configmap(&settings.config_map)
         )),
-        |_| {},
+        (|_| {}, |_| true),
         Source::LastGoodConfig,
         &changes,
         &shutdown,
@@ -669,12 +669,13 @@ fn next_config(
     changes
 }
 
-/// Starts a reflector for `api` that stores objects cut down by `trim`,
-/// reporting every change (and whether the watch is healthy) on `changes`.
+/// Starts a reflector for `api` that stores the objects `keep` accepts, cut
+/// down by `trim`, reporting every change (and whether the watch is
+/// healthy) on `changes`.
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
-    trim: fn(&mut K),
+    (trim, keep): (fn(&mut K), fn(&K) -> bool),
     source: Source,
     changes: &mpsc::UnboundedSender<(Source, bool)>,
     shutdown: &CancellationToken,
@@ -692,6 +693,16 @@ where
     let stream = watcher(api, config)
         .default_backoff()
         .modify(trim)
+        .filter_map(move |item| {
+            std::future::ready(match item {
+                Ok(watcher::Event::InitApply(object)) if !keep(&object) => None,
+                // An object no longer kept leaves the store as if deleted.
+                Ok(watcher::Event::Apply(object)) if !keep(&object) => {
+                    Some(Ok(watcher::Event::Delete(object)))
+                }
+                other => Some(other),
+            })
+        })
         .reflect(writer);
     tokio::spawn(forward(stream, source, changes.clone(), shutdown.clone()));
     reader
@@ -723,6 +734,12 @@ async fn forward<K>(
             return;
         }
     }
+}
+
+/// Whether ferrolb serves `service` (or would, once its request is fixed):
+/// the speaker stores no other Service, however many the cluster holds.
+fn ours(service: &Service) -> bool {
+    !matches!(request::read(service), Ok(Served::NotOurs(_)))
 }
 
 fn key_of(service: &Service) -> ServiceKey {
