@@ -9,7 +9,7 @@ use ferrolb_e2e::cluster::{Cluster, answers};
 use ferrolb_e2e::objects::LoadBalancer;
 use ferrolb_e2e::{Netns, wait_for};
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
 fn ingress(svc: &Service) -> Vec<IpAddr> {
     svc.status
@@ -377,4 +377,29 @@ async fn a_restart_while_the_config_is_invalid_keeps_serving_the_last_good_one()
             .output()
             .contains("serving the last good config")
     );
+}
+
+#[tokio::test]
+async fn a_service_that_stops_being_a_load_balancer_is_no_longer_answered_for() {
+    let mut cluster = Cluster::start(2).await;
+    let svc = cluster.expose(LoadBalancer::new("web"), &[1, 2]).await;
+    let ip = ingress(&svc)[0];
+    owner_of(&cluster, ip).await;
+    // Every speaker has listed its watches and holds its sockets.
+    for ns in &cluster.lan.nodes {
+        let out = ns.exec("curl", &["-s", "http://127.0.0.1:7473/healthz"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok");
+    }
+    // Without the controller, nothing clears the status: the speakers must
+    // notice the type alone.
+    cluster.controller.kill();
+    Api::<Service>::namespaced(cluster.client.clone(), "default")
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "spec": { "type": "ClusterIP" } })),
+        )
+        .await
+        .expect("patch the Service to ClusterIP");
+    no_answer(&cluster, ip).await;
 }
