@@ -8,6 +8,7 @@
 
 pub mod election;
 pub mod flags;
+pub mod l2_status;
 pub mod liveness;
 pub mod ownership;
 pub mod respond;
