@@ -136,7 +136,7 @@ pub async fn run(client: Client, node: String, inputs: Inputs, shutdown: Cancell
                 Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
                 Some(Ok(_)) => {}
                 Some(Err(error)) => {
-                    warn!(%error, "cannot watch the status objects; retrying");
+                    warn!(%error, "cannot watch the ServiceL2Status objects (is deploy/crds/ applied?); retrying");
                     continue;
                 }
             },
