@@ -179,3 +179,44 @@ async fn kubectl_shows_who_announces_each_service_and_follows_a_takeover() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn after_a_lan_partition_heals_the_row_names_the_rightful_owner_again() {
+    let cluster = Cluster::start(3).await;
+    let web = cluster.expose(LoadBalancer::new("web"), &[1, 2, 3]).await;
+    let ip = address_of(&web);
+    let owner = answering(&cluster, &ip, None).await;
+    shows(&cluster, "web", owner, &ip).await;
+
+    // The owner's LAN link goes down: the others take the address over and
+    // say so, while the owner, alone, still believes it owns.
+    cluster.lan.set_node_link(owner, false);
+    let interim = wait_for(
+        "another node's row while the LAN is split",
+        Duration::from_secs(15),
+        || async {
+            let (table, rows) = rows(&cluster);
+            rows.iter()
+                .find(|r| r.name == "web" && r.node != Lan::node_name(owner))
+                .map(|r| r.node.clone())
+                .ok_or(table)
+        },
+    )
+    .await;
+
+    // The link comes back: the rightful owner answers again and corrects
+    // the row, once; nobody fights over it afterwards.
+    cluster.lan.set_node_link(owner, true);
+    shows(&cluster, "web", owner, &ip).await;
+    let settled = resource_versions(&cluster);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        assert_eq!(
+            resource_versions(&cluster),
+            settled,
+            "after {:?}; node-{owner} owns, {interim} held it meanwhile",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
