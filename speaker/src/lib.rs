@@ -9,6 +9,7 @@
 pub mod election;
 pub mod flags;
 pub mod health;
+pub mod l2_status;
 pub mod liveness;
 pub mod ownership;
 pub mod respond;
@@ -23,6 +24,7 @@ pub mod socket;
 
 // Shells: the membership's socket, the cluster view, the discovery record,
 // the metrics endpoint.
+pub mod l2_status_writer;
 pub mod members;
 pub mod metrics;
 pub mod node_lease;
