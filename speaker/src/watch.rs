@@ -674,13 +674,17 @@ fn next_config(
     changes
 }
 
+/// How a watch's objects are stored: cut down by the first function, and
+/// only those the second accepts.
+type Storing<K> = (fn(&mut K), fn(&K) -> bool);
+
 /// Starts a reflector for `api` that stores the objects `keep` accepts, cut
 /// down by `trim`, reporting every change (and whether the watch is
 /// healthy) on `changes`.
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
-    (trim, keep): (fn(&mut K), fn(&K) -> bool),
+    (trim, keep): Storing<K>,
     source: Source,
     changes: &mpsc::UnboundedSender<(Source, bool)>,
     shutdown: &CancellationToken,
