@@ -202,6 +202,11 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
                 state.report(event, &services.state()).await;
                 continue;
             }
+            // A handover grace ends: the speakers' view must say so even if
+            // nothing else changes, or a speaker that joined would be taken
+            // for one handing over for as long as the cluster stays quiet,
+            // and its claims would never count as a split brain.
+            () = until(state.next_handover_end()) => {}
         }
         let now = Instant::now();
         if state.synced.contains(&Source::Leases) {
@@ -361,6 +366,15 @@ impl State {
             self.book = book.clone();
             members.book(book).await;
         }
+    }
+
+    /// When the earliest handover grace ends, if any runs.
+    fn next_handover_end(&self) -> Option<Instant> {
+        self.handing_over
+            .values()
+            .chain(self.joined.values())
+            .min()
+            .map(|at| *at + HANDOVER_GRACE)
     }
 
     /// The speakers' MACs from their Leases: this node's own, the others',
@@ -774,6 +788,14 @@ fn node_views(nodes: &[Arc<Node>]) -> Vec<NodeView> {
             }
         })
         .collect()
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]
