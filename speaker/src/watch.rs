@@ -34,7 +34,7 @@ use crate::election::Rankings;
 use crate::members::{MemberView, Members};
 use crate::metrics::Metrics;
 use crate::node_lease::{MACS_ANNOTATION, MEMBER_ADDRESS, parse_macs};
-use crate::ownership::{NodeView, PlannedEvent, Refused, ServiceView, plan, refusals};
+use crate::ownership::{NodeView, PlannedEvent, Refused, ServiceView, plan, refusals, unannounced};
 use crate::respond::Speakers;
 use crate::wire::MacAddr;
 
@@ -237,9 +237,11 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
             members_view.reannounce,
             &mut state.rankings,
         );
+        let refused = refusals(&config, &views, &node_views);
         state
-            .report_refusals(refusals(&config, &views, &node_views), &services, live)
-            .await;
+            .metrics
+            .set_unannounced(unannounced(&plan.owners, &refused));
+        state.report_refusals(refused, &services, live).await;
         state.metrics.set_announced(plan.announcements.len());
         announcements.send_if_modified(|current| {
             let changed = *current != plan.announcements;
