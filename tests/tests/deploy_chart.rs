@@ -3,11 +3,11 @@
 //! with its defaults and with every value set, the API server accepts (a
 //! server-side dry run); the values land where they are meant to; its pools
 //! are a config ferrolb accepts; its PrometheusRule carries the rules file
-//! unchanged.
+//! unchanged; a mistyped value is refused, naming it.
 
 use ferrolb_e2e::ControlPlane;
 use ferrolb_e2e::control_plane::unique;
-use ferrolb_e2e::helm::{chart, helm_ok, pipe_ok};
+use ferrolb_e2e::helm::{chart, helm, helm_ok, pipe_ok};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -95,6 +95,25 @@ async fn the_chart_lints_and_the_api_server_accepts_what_it_renders() {
         args.extend(extra);
         let linted = helm_ok(&args);
         assert!(linted.contains("0 chart(s) failed"), "{linted}");
+    }
+
+    // The values schema refuses what the templates would silently ignore.
+    for (value, refusal) in [
+        (
+            "controler.replicas=3",
+            "additional properties 'controler' not allowed",
+        ),
+        ("metrics.speakerPort=70000", "/metrics/speakerPort"),
+    ] {
+        let out = helm()
+            .args(["template", "ferrolb", chart, "--set", value])
+            .output()
+            .expect("run helm");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(refusal),
+            "helm template --set {value}: {stderr}"
+        );
     }
 
     let cp = ControlPlane::get().await;
