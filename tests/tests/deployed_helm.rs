@@ -4,8 +4,12 @@
 //! upgrade` of a value both pod templates carry rolls the controller
 //! Deployment and the speaker DaemonSet, both rollouts complete, the
 //! membership key the chart generated stays, and the client loses no
-//! request.
+//! request. What both binaries serve on `/metrics` there holds every metric
+//! the alerting rules and the README's metrics table name, and the table
+//! names every metric they serve.
 
+use std::collections::BTreeSet;
+use std::process::Command;
 use std::time::Duration;
 
 use ferrolb_e2e::control_plane::unique;
@@ -49,6 +53,8 @@ fn helm_install_serves_an_address_and_helm_upgrade_rolls_both_workloads() {
     let ip = cluster.deploy_backend("web", 2, &[], "Cluster");
     let body = cluster.curl_until(&ip, Duration::from_secs(30), |_| true);
     println!("helm install: web got {ip}; the client reaches it: {body}");
+
+    metrics_match_rules_and_readme(&cluster);
 
     let key = || {
         cluster.kubectl_ok(&[
@@ -143,4 +149,107 @@ fn helm_install_serves_an_address_and_helm_upgrade_rolls_both_workloads() {
     assert_eq!(key(), key_before, "the upgrade changed the membership key");
     assert_eq!(failed, 0, "requests failed during helm upgrade");
     let _ = std::fs::remove_file(&values);
+}
+
+/// The metric names in `text`: of each sample, and each `# TYPE` family with
+/// its counter's `_total` (OpenMetrics names the family without it).
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(family) = line.strip_prefix("# TYPE ") {
+            let mut words = family.split_whitespace();
+            if let (Some(name), Some(kind)) = (words.next(), words.next()) {
+                names.insert(name.to_owned());
+                if kind == "counter" {
+                    names.insert(format!("{}_total", name.trim_end_matches("_total")));
+                }
+            }
+        } else if !line.starts_with('#') {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            if !name.is_empty() {
+                names.insert(name.to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// Every `ferrolb_…` name in `text`.
+fn ferrolb_names(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("ferrolb_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Scrapes a speaker and every controller replica from their nodes, and
+/// compares what they serve with the rules file and the README's table.
+fn metrics_match_rules_and_readme(cluster: &RealCluster) {
+    let scrape = |node: &str, url: &str| {
+        let netns = &cluster
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .unwrap_or_else(|| panic!("no node {node}"))
+            .netns;
+        let out = Command::new("ip")
+            .args(["netns", "exec", netns, "curl", "-sSf", "-m", "5", url])
+            .output()
+            .expect("run curl");
+        assert!(
+            out.status.success(),
+            "curl {url} on {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let node = cluster.nodes[0].name.clone();
+    let mut served = metric_names(&scrape(&node, "http://127.0.0.1:7473/metrics"));
+    let controllers = cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "ferrolb-system",
+        "-l",
+        "app.kubernetes.io/component=controller",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.nodeName} {.status.podIP}{\"\\n\"}{end}",
+    ]);
+    for line in controllers.lines().filter(|l| !l.is_empty()) {
+        let (node, ip) = line.split_once(' ').expect("node and pod IP");
+        served.extend(metric_names(&scrape(
+            node,
+            &format!("http://{ip}:7472/metrics"),
+        )));
+    }
+    let served: BTreeSet<String> = served
+        .into_iter()
+        .filter(|n| n.starts_with("ferrolb_"))
+        .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let rules = std::fs::read_to_string(chart().join("rules/ferrolb.rules.yaml")).expect("rules");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let table = readme
+        .split("## Metrics and alerts")
+        .nth(1)
+        .and_then(|s| s.split("The alerting rules").next())
+        .expect("the README's metrics table");
+    let in_rules = ferrolb_names(&rules);
+    let in_table = ferrolb_names(table);
+    println!("served: {served:?}");
+    let missing: Vec<_> = in_rules
+        .union(&in_table)
+        .filter(|n| !served.contains(*n))
+        .collect();
+    assert!(missing.is_empty(), "named but not served: {missing:?}");
+    // Every served family is in the table (a counter's family name without
+    // `_total` is not a separate metric).
+    let unlisted: Vec<_> = served
+        .iter()
+        .filter(|n| !in_table.contains(*n) && !in_table.contains(&format!("{n}_total")))
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "served but not in the README: {unlisted:?}"
+    );
 }
