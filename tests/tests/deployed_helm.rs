@@ -100,9 +100,10 @@ fn helm_install_serves_an_address_and_helm_upgrade_rolls_both_workloads() {
         "ferrolb",
         chart,
         "--reuse-values",
-        "--set",
+        // Annotations are strings; the values schema refuses a number.
+        "--set-string",
         &format!("controller.podAnnotations.{REVISION}=2"),
-        "--set",
+        "--set-string",
         &format!("speaker.podAnnotations.{REVISION}=2"),
         "--wait",
         "--timeout",
