@@ -50,6 +50,13 @@ fn helm_install_serves_an_address_and_helm_upgrade_rolls_both_workloads() {
         "--timeout",
         "180s",
     ]);
+    // A Service naming a pool that does not exist: counted as a failure,
+    // so the failure counter has a series to scrape.
+    cluster.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: nowhere, namespace: default, \
+         annotations: {ferrolb.io/address-pool: nowhere}}\n\
+         spec: {type: LoadBalancer, ports: [{port: 80}]}\n",
+    );
     let ip = cluster.deploy_backend("web", 2, &[], "Cluster");
     let body = cluster.curl_until(&ip, Duration::from_secs(30), |_| true);
     println!("helm install: web got {ip}; the client reaches it: {body}");
@@ -183,9 +190,9 @@ fn ferrolb_names(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Scrapes a speaker and every controller replica from their nodes, and
-/// compares what they serve with the rules file and the README's table.
-fn metrics_match_rules_and_readme(cluster: &RealCluster) {
+/// What a speaker and every controller replica serve, scraped from their
+/// nodes: the `ferrolb_` metric names.
+fn served(cluster: &RealCluster) -> BTreeSet<String> {
     let scrape = |node: &str, url: &str| {
         let netns = &cluster
             .nodes
@@ -204,8 +211,10 @@ fn metrics_match_rules_and_readme(cluster: &RealCluster) {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let node = cluster.nodes[0].name.clone();
-    let mut served = metric_names(&scrape(&node, "http://127.0.0.1:7473/metrics"));
+    let mut served = metric_names(&scrape(
+        &cluster.nodes[0].name,
+        "http://127.0.0.1:7473/metrics",
+    ));
     let controllers = cluster.kubectl_ok(&[
         "get",
         "pods",
@@ -223,10 +232,13 @@ fn metrics_match_rules_and_readme(cluster: &RealCluster) {
             &format!("http://{ip}:7472/metrics"),
         )));
     }
-    let served: BTreeSet<String> = served
-        .into_iter()
-        .filter(|n| n.starts_with("ferrolb_"))
-        .collect();
+    served.retain(|n| n.starts_with("ferrolb_"));
+    served
+}
+
+/// Compares what the binaries serve with the rules file and the README's
+/// metrics table.
+fn metrics_match_rules_and_readme(cluster: &RealCluster) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let rules = std::fs::read_to_string(chart().join("rules/ferrolb.rules.yaml")).expect("rules");
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
@@ -235,16 +247,26 @@ fn metrics_match_rules_and_readme(cluster: &RealCluster) {
         .nth(1)
         .and_then(|s| s.split("The alerting rules").next())
         .expect("the README's metrics table");
-    let in_rules = ferrolb_names(&rules);
-    let in_table = ferrolb_names(table);
-    println!("served: {served:?}");
-    let missing: Vec<_> = in_rules
-        .union(&in_table)
-        .filter(|n| !served.contains(*n))
+    let named: BTreeSet<String> = ferrolb_names(&rules)
+        .into_iter()
+        .chain(ferrolb_names(table))
         .collect();
+    // A labelled family shows once it has a series: scrape until the
+    // failure counted above has reached the leader's metrics.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let served = loop {
+        let served = served(cluster);
+        if named.is_subset(&served) || std::time::Instant::now() > deadline {
+            break served;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    println!("served: {served:?}");
+    let missing: Vec<_> = named.difference(&served).collect();
     assert!(missing.is_empty(), "named but not served: {missing:?}");
     // Every served family is in the table (a counter's family name without
     // `_total` is not a separate metric).
+    let in_table = ferrolb_names(table);
     let unlisted: Vec<_> = served
         .iter()
         .filter(|n| !in_table.contains(*n) && !in_table.contains(&format!("{n}_total")))
