@@ -180,8 +180,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let fence = if args.leader_elect {
         let fence = Fence::closed(timing.call_timeout);
         let (role_tx, mut role) = watch::channel(Role::Candidate);
+        // Its own client, so its own connections: a Lease renewal must not
+        // queue behind the reconciles' writes (a cold start of thousands of
+        // Services would otherwise cost the leader its Lease).
+        let lease_client = Client::try_default()
+            .await
+            .context("connecting to the API server")?;
         let elector = Elector::new(
-            client.clone(),
+            lease_client,
             &args.namespace,
             "ferrolb-controller",
             &identity,

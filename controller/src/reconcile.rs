@@ -18,7 +18,7 @@ use ferrolb_config::request::{self, Served};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -281,6 +281,13 @@ fn release_deleted(ctx: &Context, store: &Store<Service>, event: &watcher::Event
     }
 }
 
+/// Reconciles at once. Each makes at most one status write; a bound keeps a
+/// cold start of thousands of pending Services from opening as many
+/// connections and queueing as many requests at the API server, where they
+/// would slow every other client, while enough are in flight to keep the API
+/// server busy.
+const RECONCILES_IN_FLIGHT: u16 = 32;
+
 /// Runs the Service controller until `shutdown`.
 pub async fn run(
     ctx: Arc<Context>,
@@ -297,6 +304,7 @@ pub async fn run(
         .inspect_ok(move |event| release_deleted(&events_ctx, &store, event))
         .applied_objects();
     Controller::for_stream(services, reader)
+        .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .reconcile_all_on(futures::stream::poll_fn(move |cx| wake.poll_recv(cx)))
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, ctx)

@@ -122,12 +122,21 @@ async fn the_chart_lints_and_the_api_server_accepts_what_it_renders() {
     let ns = unique("lb");
     cp.kubectl(&["create", "namespace", &ns]);
 
-    let defaults = documents(&helm_ok(&["template", "ferrolb", chart, "-n", &ns]));
+    let defaults = documents(&helm_ok(&[
+        "template",
+        "ferrolb",
+        chart,
+        "-n",
+        &ns,
+        "--include-crds",
+    ]));
     let accepted = dry_run(cp, &ns, &defaults);
     for object in [
         "deployment.apps/controller created (server dry run)",
         "daemonset.apps/speaker created (server dry run)",
         "secret/ferrolb-memberlist created (server dry run)",
+        "customresourcedefinition.apiextensions.k8s.io/servicel2statuses.ferrolb.io created (server dry run)",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/ferrolb-speaker-writes-its-own-node created (server dry run)",
     ] {
         assert!(accepted.contains(object), "{accepted}");
     }
@@ -234,9 +243,19 @@ async fn the_chart_lints_and_the_api_server_accepts_what_it_renders() {
         speaker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
         20
     );
-    // RBAC binds the service accounts of the release's namespace.
+    // RBAC binds the service accounts of the release's namespace, and the
+    // status objects' admission policy knows its speaker by that namespace.
     let binding = find(&plain, "ClusterRoleBinding", "ferrolb:speaker");
     assert_eq!(binding["subjects"][0]["namespace"], ns.as_str());
+    let policy = find(
+        &plain,
+        "ValidatingAdmissionPolicy",
+        "ferrolb-speaker-writes-its-own-node",
+    );
+    assert_eq!(
+        policy["spec"]["matchConditions"][0]["expression"],
+        format!("request.userInfo.username == 'system:serviceaccount:{ns}:speaker'")
+    );
 
     // The PrometheusRule is the plain rules file, unchanged.
     let rules_file = std::fs::read_to_string(chart_file("rules/ferrolb.rules.yaml"))
