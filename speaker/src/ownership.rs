@@ -203,6 +203,26 @@ pub fn refusals(config: &Config, services: &[ServiceView], nodes: &[NodeView]) -
         .collect()
 }
 
+/// The Services with addresses in their status that no node announces, from
+/// one plan's `owners` (a Service the election left without an owner) and
+/// its [`refusals`] (a Service all of whose addresses are refused, which the
+/// election never sees). A Service with some addresses announced is not
+/// among them: its refused ones are counted as addresses.
+pub fn unannounced(
+    owners: &BTreeMap<ServiceKey, Option<String>>,
+    refused: &[Refused],
+) -> BTreeSet<ServiceKey> {
+    let without_owner = owners
+        .iter()
+        .filter(|(_, owner)| owner.is_none())
+        .map(|(service, _)| service.clone());
+    let all_refused = refused
+        .iter()
+        .filter(|r| !owners.contains_key(&r.service))
+        .map(|r| r.service.clone());
+    without_owner.chain(all_refused).collect()
+}
+
 /// Decides, from node `me`'s view, who announces every Service's addresses
 /// and which of them `me` announces. Only the addresses [`screen`] lets
 /// through are elected and announced; a Service with none is left out.
@@ -426,6 +446,38 @@ mod tests {
             })
             .collect();
         assert_eq!(owners.len(), 1, "owners: {owners:?}");
+    }
+
+    #[test]
+    fn a_service_is_unannounced_without_an_owner_or_with_every_address_refused() {
+        let nodes = [node("node-1")];
+        let mut local = service("local", &["198.51.100.11"]);
+        local.traffic_policy = TrafficPolicy::Local;
+        local.has_serving_endpoints = false;
+        let services = [
+            service("web", &["198.51.100.10"]),
+            local,
+            service("outside", &["203.0.113.7"]),
+            service("half", &["198.51.100.12", "203.0.113.8"]),
+        ];
+        let plan = plan(
+            &config(),
+            &services,
+            &nodes,
+            &live(&["node-1"]),
+            "node-1",
+            &BTreeMap::new(),
+            0,
+            &mut Rankings::new(),
+        );
+        let refused = refusals(&config(), &services, &nodes);
+        assert_eq!(
+            unannounced(&plan.owners, &refused),
+            BTreeSet::from([
+                ServiceKey::new("default", "local"),
+                ServiceKey::new("default", "outside"),
+            ])
+        );
     }
 
     #[test]

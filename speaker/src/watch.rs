@@ -35,7 +35,7 @@ use crate::l2_status_writer::{self, Decided};
 use crate::members::{MemberView, Members};
 use crate::metrics::Metrics;
 use crate::node_lease::{MACS_ANNOTATION, MEMBER_ADDRESS, parse_macs};
-use crate::ownership::{NodeView, PlannedEvent, Refused, ServiceView, plan, refusals};
+use crate::ownership::{NodeView, PlannedEvent, Refused, ServiceView, plan, refusals, unannounced};
 use crate::respond::Speakers;
 use crate::wire::MacAddr;
 
@@ -246,9 +246,11 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
             members_view.reannounce,
             &mut state.rankings,
         );
+        let refused = refusals(&config, &views, &node_views);
         state
-            .report_refusals(refusals(&config, &views, &node_views), &services, live)
-            .await;
+            .metrics
+            .set_unannounced(unannounced(&plan.owners, &refused));
+        state.report_refusals(refused, &services, live).await;
         state.metrics.set_announced(plan.announcements.len());
         l2_status_writer::publish(&decided, &plan, live);
         announcements.send_if_modified(|current| {
