@@ -6,6 +6,7 @@ pub mod allocator;
 pub mod config_watch;
 pub mod leader;
 pub mod metrics;
+pub mod namespaces;
 pub mod plan;
 pub mod preview;
 pub mod reconcile;

@@ -2,6 +2,7 @@
 //! owns the flags, logging, wiring and the shutdown path; the logic lives in
 //! the library.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -12,13 +13,14 @@ use ferrolb_config::{Config, DEFAULT_CONFIGMAP_NAME, DEFAULT_NAMESPACE};
 use ferrolb_controller::allocator::Allocator;
 use ferrolb_controller::leader::{Elector, Ended, Fence, Role, Timing};
 use ferrolb_controller::metrics::{self, Metrics};
+use ferrolb_controller::namespaces::NamespaceLabels;
 use ferrolb_controller::plan::Desire;
 use ferrolb_controller::reconcile::{self, Context, EventPublisher};
 use ferrolb_controller::{config_watch, preview, status};
-use k8s_openapi::api::core::v1::Service;
-use kube::Client;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, ListParams};
 use kube::runtime::events::Reporter;
+use kube::{Client, ResourceExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -138,18 +140,29 @@ async fn preview_impact(config: &Config) -> anyhow::Result<Vec<String>> {
     let client = Client::try_default()
         .await
         .context("connecting to the cluster")?;
-    let mut services = Api::<Service>::all(client)
+    let mut services = Api::<Service>::all(client.clone())
         .list(&ListParams::default())
         .await
         .context("listing Services")?
         .items;
+    let namespaces: BTreeMap<String, BTreeMap<String, String>> = Api::<Namespace>::all(client)
+        .list_metadata(&ListParams::default())
+        .await
+        .context("listing Namespaces")?
+        .items
+        .into_iter()
+        .map(|n| (n.name_any(), n.labels().clone()))
+        .collect();
     services.sort_by(|a, b| {
         (a.metadata.creation_timestamp.as_ref(), reconcile::key_of(a))
             .cmp(&(b.metadata.creation_timestamp.as_ref(), reconcile::key_of(b)))
     });
     let desires: Vec<(Desire, Vec<std::net::IpAddr>)> = services
         .iter()
-        .map(|s| (reconcile::desire(s), status::observed(s)))
+        .map(|s| {
+            let labels = |n: &str| namespaces.get(n).cloned().unwrap_or_default();
+            (reconcile::desire(s, labels), status::observed(s))
+        })
         .collect();
     Ok(preview::preview(&config.pools, &desires)
         .iter()
@@ -200,6 +213,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+    let (namespaces, follow_namespaces) = NamespaceLabels::watch(client.clone(), wake_tx.clone());
+    tokio::spawn(follow_namespaces);
     let ctx = Arc::new(Context {
         client: client.clone(),
         allocator: Mutex::new(Allocator::default()),
@@ -213,6 +228,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         fence,
         metrics: metrics.clone(),
         wake: wake_tx,
+        namespaces: namespaces.clone(),
     });
 
     // Nothing is allocated before a valid config is in force and the
@@ -227,6 +243,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(configmap = %format!("{}/{}", args.namespace, args.config_map), "waiting for a valid config");
     tokio::select! {
         _ = config.wait_for(Option::is_some) => {}
+        _ = shutdown.cancelled() => return step_down(lost_leadership, &release).await,
+    }
+    // A Service is judged against its namespace's labels: restoring before
+    // they are known would refuse addresses of pools with namespace
+    // selectors, and move them.
+    tokio::select! {
+        () = namespaces.wait_until_ready() => {}
         _ = shutdown.cancelled() => return step_down(lost_leadership, &release).await,
     }
     let kept = reconcile::restore(&ctx)

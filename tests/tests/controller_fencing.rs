@@ -11,6 +11,7 @@ use ferrolb_config::Config;
 use ferrolb_controller::allocator::Allocator;
 use ferrolb_controller::leader::{Fence, FenceError};
 use ferrolb_controller::metrics::Metrics;
+use ferrolb_controller::namespaces::NamespaceLabels;
 use ferrolb_controller::reconcile::{Context, EventPublisher, ReconcileError, reconcile};
 use ferrolb_e2e::ControlPlane;
 use ferrolb_e2e::objects::{LoadBalancer, namespace};
@@ -44,6 +45,7 @@ fn context(client: kube::Client, fence: Fence) -> Arc<Context> {
         fence,
         metrics: Arc::new(Metrics::new()),
         wake,
+        namespaces: NamespaceLabels::unwatched(),
     })
 }
 
