@@ -10,6 +10,7 @@
 pub mod budget;
 pub mod check;
 pub mod choice;
+pub mod metallb;
 pub mod pool;
 pub mod range;
 mod raw;

@@ -48,6 +48,15 @@ enum Command {
         #[arg(long)]
         preview: bool,
     },
+    /// Converts MetalLB's IPAddressPools and L2Advertisements (what `kubectl
+    /// get ipaddresspools,l2advertisements -A -o yaml` prints) into ferrolb's
+    /// ConfigMap, printed on stdout; exits 1, naming every object and field
+    /// it cannot convert, without printing a config.
+    ConvertMetallb {
+        /// Files holding the objects: a List, or one object per document.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -94,6 +103,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file, preview }) => {
             runtime.block_on(check_config(&file, preview))
         }
+        Some(Command::ConvertMetallb { files }) => convert_metallb(&files),
         None => match runtime.block_on(run(cli.run)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -101,6 +111,36 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn convert_metallb(files: &[std::path::PathBuf]) -> ExitCode {
+    let mut texts = Vec::with_capacity(files.len());
+    for file in files {
+        match std::fs::read_to_string(file) {
+            Ok(text) => texts.push((file.display().to_string(), text)),
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    let borrowed: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
+    match ferrolb_config::metallb::convert(&borrowed) {
+        Ok(converted) => {
+            for warning in &converted.warnings {
+                eprintln!("warning: {warning}");
+            }
+            print!("{}", converted.manifest());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("cannot convert:\n{errors}");
+            ExitCode::FAILURE
+        }
     }
 }
 
