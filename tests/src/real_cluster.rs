@@ -190,6 +190,16 @@ impl RealCluster {
     /// manifests, the pool ConfigMap; returns when the speaker DaemonSet has
     /// rolled out and a controller is ready.
     pub fn install_ferrolb(&self) {
+        self.install_ferrolb_with(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ferrolb-config, namespace: ferrolb-system}}\n\
+             data:\n  config: |\n    address-pools:\n    - name: lan\n      protocol: layer2\n      addresses: [{}]\n",
+            self.pool
+        ));
+    }
+
+    /// Installs ferrolb as [`install_ferrolb`](Self::install_ferrolb) does,
+    /// with `configmap` (a ConfigMap manifest) as its pools.
+    pub fn install_ferrolb_with(&self, configmap: &str) {
         self.kubectl_ok(&["create", "namespace", "ferrolb-system"]);
         self.kubectl_ok(&[
             "create",
@@ -202,11 +212,7 @@ impl RealCluster {
         ]);
         let manifest = root().join("deploy/ferrolb.yaml");
         self.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
-        self.apply(&format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ferrolb-config, namespace: ferrolb-system}}\n\
-             data:\n  config: |\n    address-pools:\n    - name: lan\n      protocol: layer2\n      addresses: [{}]\n",
-            self.pool
-        ));
+        self.apply(configmap);
         self.rollout_status("daemonset/speaker");
         // One ready controller is enough to serve; whether the standby is
         // Ready too is the rollout test's question.
