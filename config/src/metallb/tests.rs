@@ -195,6 +195,16 @@ fn what_kubectl_prints_converts() {
             .and_then(|a| a.priority),
         Some(50)
     );
+    let manifest = convert_all(&[fixture("kubectl_list.yaml")])
+        .unwrap()
+        .manifest();
+    let report = crate::check(&manifest).to_string();
+    assert!(
+        report.contains(
+            "pool \"ippool-ns-service-alloc-sample\": 254 IPv4 addresses, auto-assign: true, avoid-buggy-ips: true, priority 50, for namespaces namespace-a, namespace-b, those matching 1 selector, for Services matching 1 selector"
+        ),
+        "{report}"
+    );
 }
 
 #[test]
