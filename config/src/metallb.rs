@@ -151,10 +151,10 @@ pub enum ConversionError {
     MixedAdvertisements {
         /// The pool.
         pool: ObjectName,
-        /// One advertisement.
-        first: ObjectName,
+        /// One advertisement, as [`ObjectName`] shows it.
+        first: String,
         /// Another.
-        second: ObjectName,
+        second: String,
     },
     /// A label selector whose operator is not Kubernetes'.
     #[error(
@@ -641,8 +641,8 @@ fn announcement(
             .unwrap_or(&first);
         return Err(ConversionError::MixedAdvertisements {
             pool: pool.name.clone(),
-            first: first.name.clone(),
-            second: second.name.clone(),
+            first: first.name.to_string(),
+            second: second.name.to_string(),
         });
     };
     // Keep the order the first advertisement wrote them in, where it can.

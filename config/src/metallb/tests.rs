@@ -5,13 +5,18 @@ use super::*;
 use crate::{Pool, ServiceAllocation};
 
 /// A fixture of `config/tests/fixtures/metallb/`, as (name, text).
-fn fixture(name: &str) -> (&str, String) {
-    let path = format!(
-        "{}/tests/fixtures/metallb/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    (name, text)
+macro_rules! fixture {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/metallb/",
+                $name
+            ))
+            .to_owned(),
+        )
+    };
 }
 
 /// Converts these files (fixtures or inline `(name, text)`).
@@ -79,7 +84,7 @@ fn hostname(name: &str) -> NodeSelector {
 
 #[test]
 fn the_simple_pool_with_an_empty_l2_advertisement_converts_unchanged() {
-    let pools = converted(&[fixture("simple_pool_adv_l2.yaml")]);
+    let pools = converted(&[fixture!("simple_pool_adv_l2.yaml")]);
     assert_eq!(pools.len(), 1);
     let pool = &pools[0];
     assert_eq!(pool.name.0, "example");
@@ -99,14 +104,14 @@ fn the_simple_pool_with_an_empty_l2_advertisement_converts_unchanged() {
     assert!(pool.node_selectors.is_empty() && pool.interfaces.is_empty());
     assert_eq!(pool.service_allocation, None);
     // The same objects split over two files convert alike.
-    let split = converted(&[fixture("ipaddresspool_simple.yaml"), empty_advertisement()]);
+    let split = converted(&[fixture!("ipaddresspool_simple.yaml"), empty_advertisement()]);
     assert_eq!(split, pools);
 }
 
 #[test]
 fn service_allocation_and_avoid_buggy_ips_convert_field_for_field() {
     let pools = converted(&[
-        fixture("ipaddresspool_with_selector.yaml"),
+        fixture!("ipaddresspool_with_selector.yaml"),
         empty_advertisement(),
     ]);
     let pool = &pools[0];
@@ -134,7 +139,7 @@ fn service_allocation_and_avoid_buggy_ips_convert_field_for_field() {
 #[test]
 fn auto_assign_false_converts_to_a_manual_pool() {
     let pools = converted(&[
-        fixture("advanced_pool_cheap_expensive.yaml"),
+        fixture!("advanced_pool_cheap_expensive.yaml"),
         empty_advertisement(),
     ]);
     let summary: Vec<(&str, bool)> = pools
@@ -148,7 +153,7 @@ fn auto_assign_false_converts_to_a_manual_pool() {
 fn node_selectors_and_interfaces_of_the_documented_advertisements_become_the_pools() {
     let first = converted(&[
         pool_object("first-pool", "203.0.113.0/28"),
-        fixture("advanced_l2_node_selectors_first.yaml"),
+        fixture!("advanced_l2_node_selectors_first.yaml"),
     ]);
     assert_eq!(
         first[0].node_selectors,
@@ -156,36 +161,36 @@ fn node_selectors_and_interfaces_of_the_documented_advertisements_become_the_poo
     );
     let second = converted(&[
         pool_object("second-pool", "203.0.113.16/28"),
-        fixture("advanced_l2_node_selectors_second.yaml"),
+        fixture!("advanced_l2_node_selectors_second.yaml"),
     ]);
     assert_eq!(second[0].node_selectors, [hostname("NodeC")]);
     let third = converted(&[
         pool_object("third-pool", "203.0.113.32/28"),
-        fixture("advanced_l2_interfaces.yaml"),
+        fixture!("advanced_l2_interfaces.yaml"),
     ]);
     assert!(third[0].node_selectors.is_empty());
     assert_eq!(third[0].interfaces, ["eth0", "eth1"]);
     let fourth = converted(&[
         pool_object("fourth-pool", "203.0.113.48/28"),
-        fixture("advanced_l2_interfaces_and_nodes.yaml"),
+        fixture!("advanced_l2_interfaces_and_nodes.yaml"),
     ]);
     assert_eq!(fourth[0].node_selectors, [hostname("NodeA")]);
     assert_eq!(fourth[0].interfaces, ["eth3"]);
     let by_list = converted(&[
         pool_object("first-pool", "203.0.113.0/28"),
-        fixture("l2adv_selects_pools_by_list.yaml"),
+        fixture!("l2adv_selects_pools_by_list.yaml"),
     ]);
     assert_eq!(by_list[0].name.0, "first-pool");
     let by_node = converted(&[
-        fixture("ipaddresspool_simple.yaml"),
-        fixture("l2adv_with_node_selector.yaml"),
+        fixture!("ipaddresspool_simple.yaml"),
+        fixture!("l2adv_with_node_selector.yaml"),
     ]);
     assert_eq!(by_node[0].node_selectors, [hostname("kind-control-plane")]);
 }
 
 #[test]
 fn what_kubectl_prints_converts() {
-    let pools = converted(&[fixture("kubectl_list.yaml")]);
+    let pools = converted(&[fixture!("kubectl_list.yaml")]);
     let names: Vec<&str> = pools.iter().map(|p| p.name.0.as_str()).collect();
     assert_eq!(names, ["example", "ippool-ns-service-alloc-sample"]);
     assert_eq!(
@@ -195,7 +200,7 @@ fn what_kubectl_prints_converts() {
             .and_then(|a| a.priority),
         Some(50)
     );
-    let manifest = convert_all(&[fixture("kubectl_list.yaml")])
+    let manifest = convert_all(&[fixture!("kubectl_list.yaml")])
         .unwrap()
         .manifest();
     let report = crate::check(&manifest).to_string();
@@ -209,7 +214,7 @@ fn what_kubectl_prints_converts() {
 
 #[test]
 fn the_manifest_is_ferrolbs_configmap() {
-    let converted = convert_all(&[fixture("simple_pool_adv_l2.yaml")]).unwrap();
+    let converted = convert_all(&[fixture!("simple_pool_adv_l2.yaml")]).unwrap();
     let manifest = converted.manifest();
     assert!(
         manifest.starts_with("apiVersion: v1\nkind: ConfigMap\n"),
@@ -225,7 +230,7 @@ fn the_manifest_is_ferrolbs_configmap() {
 #[test]
 fn bgp_objects_are_refused_by_name() {
     assert_eq!(
-        refused(&[fixture("simple_pool_adv_bgp.yaml")]),
+        refused(&[fixture!("simple_pool_adv_bgp.yaml")]),
         [
             "BGPAdvertisement metallb-system/empty: it announces pools over BGP; ferrolb announces addresses over layer 2 only. Remove it to convert the rest",
             "IPAddressPool metallb-system/example: no L2Advertisement announces it, so MetalLB answers for none of its addresses; add an L2Advertisement for it, or remove it",
@@ -250,7 +255,7 @@ fn bgp_objects_are_refused_by_name() {
 fn the_misspelt_union_example_is_refused_naming_the_field() {
     let errors = refused(&[
         pool_object("pool1", "203.0.113.0/28"),
-        fixture("advanced_l2_union_note.yaml"),
+        fixture!("advanced_l2_union_note.yaml"),
     ]);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
@@ -374,7 +379,7 @@ fn several_namespaces_and_duplicates_are_refused() {
         "other.yaml",
         "kind: IPAddressPool\nmetadata: {name: example, namespace: tenant}\nspec: {addresses: [203.0.113.0/28]}\n".to_owned(),
     );
-    let errors = refused(&[fixture("simple_pool_adv_l2.yaml"), other]);
+    let errors = refused(&[fixture!("simple_pool_adv_l2.yaml"), other]);
     assert_eq!(
         errors,
         [
