@@ -77,7 +77,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::pool::{LabelOperator, LabelRequirement, PoolName};
+    use crate::pool::PoolName;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -98,30 +98,6 @@ mod tests {
         }
     }
 
-    fn matching(pairs: &[(&str, &str)]) -> NodeSelector {
-        NodeSelector {
-            match_labels: labels(pairs),
-            match_expressions: vec![],
-        }
-    }
-
-    /// MetalLB's documented example: Services labelled `app: bar` in
-    /// namespace-a, namespace-b or any namespace labelled `foo: bar`.
-    fn documented() -> ServiceAllocation {
-        ServiceAllocation {
-            priority: Some(50),
-            namespaces: vec!["namespace-a".into(), "namespace-b".into()],
-            namespace_selectors: vec![matching(&[("foo", "bar")])],
-            service_selectors: vec![NodeSelector {
-                match_labels: BTreeMap::new(),
-                match_expressions: vec![LabelRequirement {
-                    key: "app".into(),
-                    operator: LabelOperator::In(vec!["bar".into()]),
-                }],
-            }],
-        }
-    }
-
     fn names(pools: &[Pool], claimant: &Claimant<'_>) -> Vec<String> {
         pools_for(pools, claimant)
             .into_iter()
@@ -131,7 +107,7 @@ mod tests {
 
     #[test]
     fn metallbs_documented_example_admits_by_namespace_name_or_label_and_service_label() {
-        let pools = [pool("pinned", Some(documented()))];
+        let pools = [pool("pinned", Some(crate::pool::documented_allocation()))];
         let app_bar = labels(&[("app", "bar")]);
         let foo_bar = labels(&[("foo", "bar")]);
         let none = BTreeMap::new();

@@ -184,13 +184,7 @@ pub struct ConversionErrors(pub Vec<ConversionError>);
 impl fmt::Display for ConversionErrors {
     /// One error per line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{error}")?;
-        }
-        Ok(())
+        validate::one_per_line(f, &self.0)
     }
 }
 

@@ -214,6 +214,28 @@ impl NodeSelector {
     }
 }
 
+/// The `serviceAllocation` of MetalLB's documented IPAddressPool example:
+/// Services labelled `app: bar` (an `In` expression) in namespace-a,
+/// namespace-b or any namespace labelled `foo: bar`, at priority 50.
+#[cfg(test)]
+pub(crate) fn documented_allocation() -> ServiceAllocation {
+    ServiceAllocation {
+        priority: Some(50),
+        namespaces: vec!["namespace-a".into(), "namespace-b".into()],
+        namespace_selectors: vec![NodeSelector {
+            match_labels: [("foo".to_owned(), "bar".to_owned())].into(),
+            match_expressions: vec![],
+        }],
+        service_selectors: vec![NodeSelector {
+            match_labels: BTreeMap::new(),
+            match_expressions: vec![LabelRequirement {
+                key: "app".into(),
+                operator: LabelOperator::In(vec!["bar".into()]),
+            }],
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

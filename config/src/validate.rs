@@ -377,14 +377,22 @@ impl<'a> IntoIterator for &'a ConfigErrors {
 impl fmt::Display for ConfigErrors {
     /// One error per line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{error}")?;
-        }
-        Ok(())
+        one_per_line(f, &self.0)
     }
+}
+
+/// Writes `items` one per line, without a final newline.
+pub(crate) fn one_per_line<T: fmt::Display>(
+    f: &mut fmt::Formatter<'_>,
+    items: &[T],
+) -> fmt::Result {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            writeln!(f)?;
+        }
+        write!(f, "{item}")?;
+    }
+    Ok(())
 }
 
 impl std::error::Error for ConfigErrors {}

@@ -266,7 +266,7 @@ impl RealCluster {
     /// or `Local`); returns the EXTERNAL-IP once ferrolb assigned it and a
     /// backend is ready.
     pub fn deploy_backend(&self, name: &str, replicas: usize, on: &[&str], policy: &str) -> String {
-        self.apply(&backend_manifest(name, replicas, on, policy));
+        self.apply(&backend_manifest("default", name, replicas, on, policy));
         self.kubectl_ok(&[
             "rollout",
             "status",
@@ -464,8 +464,14 @@ fn membership_key() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The backend Deployment and its LoadBalancer Service.
-fn backend_manifest(name: &str, replicas: usize, on: &[&str], policy: &str) -> String {
+/// The backend Deployment and its LoadBalancer Service `name`, in `namespace`.
+pub fn backend_manifest(
+    namespace: &str,
+    name: &str,
+    replicas: usize,
+    on: &[&str],
+    policy: &str,
+) -> String {
     let affinity = if on.is_empty() {
         String::new()
     } else {
@@ -478,7 +484,7 @@ fn backend_manifest(name: &str, replicas: usize, on: &[&str], policy: &str) -> S
     format!(
         "apiVersion: apps/v1
 kind: Deployment
-metadata: {{name: {name}, namespace: default}}
+metadata: {{name: {name}, namespace: {namespace}}}
 spec:
   replicas: {replicas}
   selector: {{matchLabels: {{app: {name}}}}}
@@ -499,7 +505,7 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {{name: {name}, namespace: default}}
+metadata: {{name: {name}, namespace: {namespace}}}
 spec:
   type: LoadBalancer
   externalTrafficPolicy: {policy}

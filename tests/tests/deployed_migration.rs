@@ -11,37 +11,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferrolb_e2e::daemons::binary;
-use ferrolb_e2e::real_cluster::{RealCluster, field};
+use ferrolb_e2e::real_cluster::{RealCluster, backend_manifest, field};
 
-/// A Deployment of one backend pod and the Services in front of it, in
-/// `namespace`, as they stand before any load balancer gave them an address.
-fn backend(namespace: &str, app: &str, services: &[(&str, &str)]) -> String {
-    let mut yaml = format!(
-        "apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {app}, namespace: {namespace}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: {app}}}}}
-  template:
-    metadata: {{labels: {{app: {app}}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: backend
-        image: localhost/ferrolb-backend:0.1.0
-        imagePullPolicy: Never
-        env:
-        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
-        - {{name: NODE_NAME, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
-        ports: [{{containerPort: 8080}}]
-        readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
-"
-    );
-    for (name, annotations) in services {
-        yaml.push_str(&format!(
-            "---
-apiVersion: v1
+/// A second LoadBalancer Service in front of backend `app`, with these
+/// annotations.
+fn another_service(namespace: &str, name: &str, app: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: v1
 kind: Service
 metadata:
   name: {name}
@@ -52,9 +28,7 @@ spec:
   selector: {{app: {app}}}
   ports: [{{port: 80, targetPort: 8080}}]
 "
-        ));
-    }
-    yaml
+    )
 }
 
 /// Writes what MetalLB's controller writes for a Service it allocated `ip`
@@ -126,19 +100,15 @@ fn ferrolb_takes_over_metallbs_services_without_moving_an_address() {
 
     cluster.kubectl_ok(&["create", "namespace", "team-a"]);
     cluster.kubectl_ok(&["label", "namespace", "team-a", "tenant=a"]);
-    cluster.apply(&backend(
+    cluster.apply(&backend_manifest("default", "web-auto", 1, &[], "Cluster"));
+    cluster.apply(&another_service(
         "default",
-        "web",
-        &[
-            ("web-auto", ""),
-            (
-                "web-requested",
-                &format!("metallb.universe.tf/loadBalancerIPs: \"{requested_ip}\""),
-            ),
-        ],
+        "web-requested",
+        "web-auto",
+        &format!("metallb.universe.tf/loadBalancerIPs: \"{requested_ip}\""),
     ));
-    cluster.apply(&backend("team-a", "team", &[("team-web", "")]));
-    for (namespace, deployment) in [("default", "web"), ("team-a", "team")] {
+    cluster.apply(&backend_manifest("team-a", "team-web", 1, &[], "Cluster"));
+    for (namespace, deployment) in [("default", "web-auto"), ("team-a", "team-web")] {
         cluster.kubectl_ok(&[
             "rollout",
             "status",

@@ -2,7 +2,7 @@
 //! input.
 
 use super::*;
-use crate::{Pool, ServiceAllocation};
+use crate::Pool;
 
 /// A fixture of `config/tests/fixtures/metallb/`, as (name, text).
 macro_rules! fixture {
@@ -118,21 +118,7 @@ fn service_allocation_and_avoid_buggy_ips_convert_field_for_field() {
     assert!(pool.avoid_buggy_ips);
     assert_eq!(
         pool.service_allocation,
-        Some(ServiceAllocation {
-            priority: Some(50),
-            namespaces: vec!["namespace-a".into(), "namespace-b".into()],
-            namespace_selectors: vec![NodeSelector {
-                match_labels: [("foo".to_owned(), "bar".to_owned())].into(),
-                match_expressions: vec![],
-            }],
-            service_selectors: vec![NodeSelector {
-                match_labels: BTreeMap::new(),
-                match_expressions: vec![LabelRequirement {
-                    key: "app".into(),
-                    operator: LabelOperator::In(vec!["bar".into()]),
-                }],
-            }],
-        })
+        Some(crate::pool::documented_allocation())
     );
 }
 

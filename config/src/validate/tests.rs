@@ -580,21 +580,7 @@ fn service_allocation_reads_metallbs_fields() {
     assert_eq!(v.warnings, vec![]);
     assert_eq!(
         v.config.pools[0].service_allocation,
-        Some(ServiceAllocation {
-            priority: Some(50),
-            namespaces: vec!["namespace-a".into(), "namespace-b".into()],
-            namespace_selectors: vec![NodeSelector {
-                match_labels: [("foo".to_owned(), "bar".to_owned())].into(),
-                match_expressions: vec![],
-            }],
-            service_selectors: vec![NodeSelector {
-                match_labels: BTreeMap::new(),
-                match_expressions: vec![LabelRequirement {
-                    key: "app".into(),
-                    operator: LabelOperator::In(vec!["bar".into()]),
-                }],
-            }],
-        })
+        Some(crate::pool::documented_allocation())
     );
     // An empty one still makes the pool one with a service allocation.
     let empty = format!(
