@@ -4,7 +4,8 @@
 //! MetalLB's `loadBalancerIPs` annotation, one in a pool pinned to its
 //! namespace's labels); ferrolb is installed with the ConfigMap that
 //! `convert-metallb` made of MetalLB's objects, and takes over with every
-//! address unchanged (kubectl) and answered from the client (ARP and TCP).
+//! address unchanged (kubectl) and answered from the client (ARP and TCP),
+//! while a new Service gets an address none of them holds.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -211,8 +212,16 @@ items:
         "every address answered {:.1} s after the install began",
         installed.elapsed().as_secs_f64()
     );
+    // The controller serves: a new Service gets the lowest address of the
+    // open pool that none of the taken-over Services holds.
+    cluster.apply(&another_service("default", "web-new", "web-auto", ""));
+    assert_eq!(
+        cluster.external_ip("web-new"),
+        at(0),
+        "a new Service's address"
+    );
     // And none moved, then or since: the controller has reconciled every
-    // Service (it is ready) and wrote no status.
+    // Service and wrote no status of theirs.
     for (namespace, service, ip) in &before {
         assert_eq!(
             &ingress(&cluster, namespace, service),
@@ -229,7 +238,9 @@ items:
     ]);
     for reason in ["IPChanged", "IPAllocated", "AllocationFailed"] {
         assert!(
-            !events.lines().any(|l| l.starts_with(reason)),
+            !events
+                .lines()
+                .any(|l| l.starts_with(reason) && !l.contains("web-new")),
             "ferrolb should have kept every address as it was:\n{events}"
         );
     }
