@@ -300,6 +300,9 @@ pub struct Plan {
     pub changes: Vec<OwnerChange>,
     /// The owner per Service now, for the next plan.
     pub owners: BTreeMap<ServiceKey, Option<String>>,
+    /// Every Service's decision, for its status object
+    /// ([`crate::l2_status`]).
+    pub decisions: Vec<Decision>,
 }
 
 /// Plans, from node `me`'s view, what it announces and which events it
@@ -322,7 +325,7 @@ pub fn plan(
     let (mut announcements, decisions) = decide(config, services, nodes, live, me, rankings);
     let mut now_owners = BTreeMap::new();
     let mut changes = Vec::new();
-    for decision in decisions {
+    for decision in decisions.iter().cloned() {
         let owner = decision.election.owner.clone();
         now_owners.insert(decision.service.clone(), owner.clone());
         // An address another speaker held is taken over at once: the
@@ -368,6 +371,7 @@ pub fn plan(
         announcements: announcements.reannounced(reannounce),
         changes,
         owners: now_owners,
+        decisions,
     }
 }
 

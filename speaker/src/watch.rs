@@ -32,6 +32,7 @@ use tracing::{info, warn};
 
 use crate::announcer::{Announcements, WireEvent};
 use crate::election::Rankings;
+use crate::l2_status_writer::{self, Decided};
 use crate::members::{MemberView, Members};
 use crate::metrics::Metrics;
 use crate::node_lease::{MACS_ANNOTATION, MEMBER_ADDRESS, parse_macs};
@@ -101,6 +102,8 @@ pub struct Wiring {
     pub speakers: watch::Sender<Speakers>,
     /// What the announcer saw on the wire, to raise events for.
     pub wire_events: mpsc::UnboundedReceiver<WireEvent>,
+    /// Where the decisions go, for the status objects.
+    pub decided: watch::Sender<Option<Decided>>,
 }
 
 /// Runs until `shutdown`, publishing this node's announcements and the
@@ -115,6 +118,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
         record_missing,
         speakers,
         mut wire_events,
+        decided,
     } = wiring;
     let (changes, mut changed) = mpsc::unbounded_channel::<(Source, bool)>();
     let services = reflect::<Service>(
@@ -258,6 +262,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
             .report_refusals(refusals(&config, &views, &node_views), &services, live)
             .await;
         state.metrics.set_announced(plan.announcements.len());
+        l2_status_writer::publish(&decided, &plan, live);
         announcements.send_if_modified(|current| {
             let changed = *current != plan.announcements;
             *current = plan.announcements.clone();

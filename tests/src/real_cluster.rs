@@ -210,6 +210,8 @@ impl RealCluster {
             "ferrolb-memberlist",
             &format!("--from-literal=secretkey={}", membership_key()),
         ]);
+        let crds = root().join("deploy/crds");
+        self.kubectl_ok(&["apply", "-f", crds.to_str().expect("utf-8 path")]);
         let manifest = root().join("deploy/ferrolb.yaml");
         self.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
         self.apply(configmap);
