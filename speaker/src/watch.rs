@@ -1,5 +1,6 @@
 //! The speaker's view of the cluster: watches Services, EndpointSlices,
-//! Nodes, the speakers' discovery Leases and ferrolb's ConfigMap, feeds the
+//! Nodes, Namespaces (labels only), the speakers' discovery Leases and
+//! ferrolb's ConfigMap, feeds the
 //! address book to the membership and the speakers' MACs to the announcer,
 //! and after every change of a view or of the membership asks [`plan`] what
 //! this node announces and says, then carries that out: publishes the
@@ -17,9 +18,9 @@ use ferrolb_config::request::{self, Served};
 use ferrolb_config::{Config, ServiceKey, last_good_configmap};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::Api;
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -61,7 +62,7 @@ pub struct Settings {
 }
 
 /// How many watches feed the decisions.
-const ALL_SOURCES: usize = 6;
+const ALL_SOURCES: usize = 7;
 
 /// Which watch a change came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -73,6 +74,8 @@ enum Source {
     Config,
     /// The controller's copy of the last config it accepted.
     LastGoodConfig,
+    /// Namespaces' labels, for pools' namespace selectors.
+    Namespaces,
 }
 
 /// How long the MACs of a speaker that released its Lease count as a
@@ -136,6 +139,14 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
         Api::all(client.clone()),
         watcher::Config::default(),
         Source::Nodes,
+        &changes,
+        &shutdown,
+    );
+    // Labels only: a pool's namespace selectors need nothing else.
+    let namespaces = reflect::<PartialObjectMeta<Namespace>>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        Source::Namespaces,
         &changes,
         &shutdown,
     );
@@ -234,7 +245,13 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
         };
         let live = &members_view.live;
         let services = services.state();
-        let views = service_views(&services, &slices.state());
+        let namespace_labels = |name: &str| {
+            namespaces
+                .get(&reflector::ObjectRef::new(name))
+                .and_then(|n| n.metadata.labels.clone())
+                .unwrap_or_default()
+        };
+        let views = service_views(&services, &slices.state(), &namespace_labels);
         let node_views = node_views(&nodes.state());
         let plan = plan(
             &config,
@@ -708,8 +725,13 @@ fn key_of(service: &Service) -> ServiceKey {
     ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any())
 }
 
-/// The Services ferrolb serves that hold addresses, with their endpoints.
-fn service_views(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Vec<ServiceView> {
+/// The Services ferrolb serves that hold addresses, with their endpoints
+/// and their namespace's labels.
+fn service_views(
+    services: &[Arc<Service>],
+    slices: &[Arc<EndpointSlice>],
+    namespace_labels: &dyn Fn(&str) -> BTreeMap<String, String>,
+) -> Vec<ServiceView> {
     let mut endpoints: BTreeMap<(String, String), (bool, BTreeSet<String>)> = BTreeMap::new();
     for slice in slices {
         let Some(service) = slice.labels().get("kubernetes.io/service-name") else {
@@ -754,10 +776,11 @@ fn service_views(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Ve
                 .cloned()
                 .unwrap_or_default();
             Some(ServiceView {
+                namespace_labels: namespace_labels(&request.key.namespace),
                 key: request.key,
                 addresses,
                 pool: request.pool,
-                requested: request.requested,
+                labels: request.labels,
                 traffic_policy: request.traffic_policy,
                 has_serving_endpoints,
                 ready_endpoint_nodes,
@@ -934,7 +957,8 @@ mod node_view_tests {
             key: ServiceKey::new("default", "web"),
             addresses: vec!["198.51.100.10".parse().unwrap()],
             pool: None,
-            requested: Vec::new(),
+            labels: BTreeMap::new(),
+            namespace_labels: BTreeMap::new(),
             traffic_policy: ferrolb_config::TrafficPolicy::Cluster,
             has_serving_endpoints: true,
             ready_endpoint_nodes: BTreeSet::new(),
