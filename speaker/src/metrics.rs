@@ -16,6 +16,8 @@ use axum::routing::get;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use ferrolb_config::ServiceKey;
+
 use crate::announcer::{Announcements, Counters};
 use crate::health::{self, Problem, Watches};
 use crate::seal::Rejection;
@@ -33,6 +35,8 @@ pub struct Metrics {
     refused: Mutex<BTreeMap<&'static str, u64>>,
     /// What the watches did, for `/healthz`.
     watches: Mutex<Watches>,
+    /// Services with addresses no node announces.
+    unannounced: Mutex<BTreeSet<ServiceKey>>,
 }
 
 impl Metrics {
@@ -46,6 +50,7 @@ impl Metrics {
             rejected: Default::default(),
             refused: Mutex::default(),
             watches: Mutex::default(),
+            unannounced: Mutex::default(),
         }
     }
 
@@ -110,6 +115,13 @@ impl Metrics {
     pub fn set_refused(&self, by_reason: BTreeMap<&'static str, u64>) {
         if let Ok(mut refused) = self.refused.lock() {
             *refused = by_reason;
+        }
+    }
+
+    /// Records the Services whose addresses no node announces.
+    pub fn set_unannounced(&self, services: BTreeSet<ServiceKey>) {
+        if let Ok(mut unannounced) = self.unannounced.lock() {
+            *unannounced = services;
         }
     }
 
@@ -192,6 +204,23 @@ impl Metrics {
             &mut refused
                 .iter()
                 .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), *n)),
+        );
+        // One series per Service in trouble, none for the others: bounded by
+        // the Services no node announces. One label, `namespace/name` as
+        // MetalLB's `service` label reads: a `namespace` label would clash
+        // with the one Prometheus gives the scraped pod.
+        let unannounced = self
+            .unannounced
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default();
+        family(
+            "service_unannounced",
+            "gauge",
+            "1 for each Service with addresses in its status that no node announces",
+            &mut unannounced
+                .iter()
+                .map(|service| (format!("{{service=\"{service}\"}}"), 1)),
         );
         family(
             "api_healthy",
@@ -368,5 +397,24 @@ mod tests {
         assert!(body.starts_with("the sockets on eth1 failed: "), "{body}");
         counters.sockets("eth1", None);
         assert_eq!(status(&metrics).await, (StatusCode::OK, "ok".to_owned()));
+    }
+
+    #[test]
+    fn a_service_nobody_announces_has_a_series_until_someone_does() {
+        let metrics = Metrics::default();
+        metrics.set_unannounced(BTreeSet::from([ServiceKey::new("default", "web")]));
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE ferrolb_speaker_service_unannounced gauge\n")
+                && text
+                    .contains("ferrolb_speaker_service_unannounced{service=\"default/web\"} 1\n"),
+            "{text}"
+        );
+        metrics.set_unannounced(BTreeSet::new());
+        assert!(
+            !metrics
+                .render()
+                .contains("ferrolb_speaker_service_unannounced{"),
+        );
     }
 }

@@ -56,6 +56,7 @@ async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_do
     let ns = Some("ferrolb-system");
     for (verb, resource, namespace) in [
         ("watch", "services", None),
+        ("watch", "namespaces", None),
         ("patch", "services/status", Some("default")),
         ("create", "events.events.k8s.io", Some("default")),
         ("watch", "configmaps", ns),
@@ -73,6 +74,7 @@ async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_do
         ("watch", "services", None),
         ("watch", "nodes", None),
         ("get", "nodes", None),
+        ("watch", "namespaces", None),
         ("watch", "endpointslices.discovery.k8s.io", None),
         ("create", "events.events.k8s.io", Some("default")),
         ("watch", "configmaps", ns),
@@ -95,6 +97,9 @@ async fn the_api_server_accepts_the_manifest_and_its_rbac_covers_what_ferrolb_do
     // (secretKeyRef): it needs no access to Secrets at all.
     assert!(!can("speaker", "get", "secrets", ns));
     assert!(!can("controller", "update", "nodes", None));
+    // Namespaces are read for their labels, never written.
+    assert!(!can("controller", "patch", "namespaces", None));
+    assert!(!can("speaker", "patch", "namespaces", None));
     assert!(!can(
         "controller",
         "patch",
