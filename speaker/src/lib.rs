@@ -10,6 +10,7 @@ pub mod election;
 pub mod flags;
 pub mod liveness;
 pub mod ownership;
+pub mod rate_limit;
 pub mod respond;
 pub mod seal;
 pub mod wire;
