@@ -25,8 +25,12 @@ pub struct Rate {
 
 impl Rate {
     /// `burst` events per `period`; `None` if either is zero.
-    pub fn new(burst: u32, period: Duration) -> Option<Rate> {
-        (burst > 0 && !period.is_zero()).then_some(Rate { burst, period })
+    pub const fn new(burst: u32, period: Duration) -> Option<Rate> {
+        if burst > 0 && !period.is_zero() {
+            Some(Rate { burst, period })
+        } else {
+            None
+        }
     }
 
     /// The events allowed at once.

@@ -14,6 +14,8 @@ use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+use crate::respond::DropReason;
+use crate::wire::MacAddr;
 use crate::wire::ndp::solicited_node;
 
 /// Failures at the socket boundary; each names the interface it concerns.
@@ -183,6 +185,42 @@ pub struct Received {
     pub truncated: bool,
     /// How the frame reached the interface.
     pub packet_type: PacketType,
+    /// The 802.1Q tag control information the kernel took off the frame
+    /// (`PACKET_AUXDATA`), if it carried a tag.
+    pub vlan_tci: Option<u16>,
+    /// The index of the interface the kernel delivered the frame from when
+    /// it is not the socket's own: a VLAN (or other upper) device stacked
+    /// on it, whose frames a socket bound to the lower one also gets.
+    pub other_interface: Option<u32>,
+}
+
+impl Received {
+    /// Why the frame must not be answered on the socket's interface, as far
+    /// as the kernel's delivery tells, given the first bytes of the frame and
+    /// the interface's MAC; `None` if it may be. A frame that came tagged, or
+    /// through an upper device, belongs to another LAN; an answer sent here
+    /// would leave untagged. The kernel also marks a frame for a VLAN this
+    /// node has no interface for as "other host" after removing its tag, so
+    /// such a mark on a frame addressed to this interface means the same.
+    pub fn refusal(&self, frame: &[u8], mac: MacAddr) -> Option<DropReason> {
+        let addressed_here = frame
+            .get(..6)
+            .is_some_and(|dst| dst[0] & 1 != 0 || dst == mac.octets().as_slice());
+        if self.vlan_tci.is_some_and(|tci| tci & 0x0fff != 0) {
+            return Some(DropReason::Vlan);
+        }
+        if self.other_interface.is_some() {
+            return Some(DropReason::OtherInterface);
+        }
+        match self.packet_type {
+            PacketType::OtherHost if addressed_here => Some(DropReason::Vlan),
+            PacketType::Host | PacketType::Broadcast | PacketType::Multicast => {
+                self.truncated.then_some(DropReason::Oversized)
+            }
+            PacketType::Outgoing => Some(DropReason::OwnFrame),
+            PacketType::OtherHost | PacketType::Other(_) => Some(DropReason::OtherHost),
+        }
+    }
 }
 
 /// A non-promiscuous raw Ethernet socket bound to one interface and one
@@ -191,6 +229,7 @@ pub struct Received {
 pub struct PacketSocket {
     fd: AsyncFd<Socket>,
     interface: String,
+    ifindex: u32,
     listen: Listen,
 }
 
@@ -216,6 +255,7 @@ impl PacketSocket {
             .set_nonblocking(true)
             .map_err(failed("nonblocking"))?;
         ignore_outgoing(&socket).map_err(failed("PACKET_IGNORE_OUTGOING"))?;
+        set_packet_option(&socket, libc::PACKET_AUXDATA).map_err(failed("PACKET_AUXDATA"))?;
         socket
             .attach_filter(&listen.filter())
             .map_err(failed("SO_ATTACH_FILTER"))?;
@@ -224,6 +264,7 @@ impl PacketSocket {
         Ok(PacketSocket {
             fd,
             interface: interface.to_owned(),
+            ifindex,
             listen,
         })
     }
@@ -237,7 +278,9 @@ impl PacketSocket {
     /// `buf`.
     pub async fn recv(&self, buf: &mut [u8]) -> Result<Received, SocketError> {
         self.fd
-            .async_io(Interest::READABLE, |socket| recv_frame(socket, buf))
+            .async_io(Interest::READABLE, |socket| {
+                recv_frame(socket, buf, self.ifindex)
+            })
             .await
             .map_err(|source| SocketError::Receive {
                 interface: self.interface.clone(),
@@ -391,8 +434,13 @@ fn socklen_of<T>() -> libc::socklen_t {
 /// Never hand the node's own transmissions to this socket (Linux ≥ 4.20).
 /// An EtherType-bound socket does not see them anyway; this keeps that true
 /// if the binding ever becomes `ETH_P_ALL`.
-#[allow(unsafe_code)]
 fn ignore_outgoing(socket: &Socket) -> io::Result<()> {
+    set_packet_option(socket, libc::PACKET_IGNORE_OUTGOING)
+}
+
+/// Turns on the `SOL_PACKET` option `option`.
+#[allow(unsafe_code)]
+fn set_packet_option(socket: &Socket, option: libc::c_int) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: the fd is open for the duration of the call (borrowed from
     // `socket`); `on` is a live c_int and the length passed is its size.
@@ -400,7 +448,7 @@ fn ignore_outgoing(socket: &Socket) -> io::Result<()> {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::SOL_PACKET,
-            libc::PACKET_IGNORE_OUTGOING,
+            option,
             (&raw const on).cast(),
             socklen_of::<libc::c_int>(),
         )
@@ -439,32 +487,67 @@ fn bind(socket: &Socket, ifindex: u32, ethertype: u16) -> io::Result<()> {
     }
 }
 
-/// Reads one frame and its packet type without blocking.
+/// Room for the `PACKET_AUXDATA` control message, aligned for `cmsghdr`.
+#[repr(C, align(8))]
+struct ControlBuffer([u8; 64]);
+
+/// Reads one frame, its packet type, the interface it came from and its
+/// VLAN tag without blocking; `bound` is the socket's interface index.
 #[allow(unsafe_code)]
-fn recv_frame(socket: &Socket, buf: &mut [u8]) -> io::Result<Received> {
+fn recv_frame(socket: &Socket, buf: &mut [u8], bound: u32) -> io::Result<Received> {
     let mut from = empty_sockaddr_ll();
-    let mut from_len = socklen_of::<libc::sockaddr_ll>();
-    // SAFETY: the fd is open for the duration of the call; `buf` is valid for
-    // writes of `buf.len()` bytes; `from`/`from_len` describe a live
-    // sockaddr_ll the kernel fills at most `from_len` bytes of. MSG_TRUNC
-    // only changes the return value to the frame's real length.
-    let n = unsafe {
-        libc::recvfrom(
-            socket.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_TRUNC,
-            (&raw mut from).cast(),
-            &mut from_len,
-        )
+    let mut control = ControlBuffer([0; 64]);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
     };
+    // SAFETY: msghdr is plain data; every field the kernel reads is set
+    // below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&raw mut from).cast();
+    msg.msg_namelen = socklen_of::<libc::sockaddr_ll>();
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len();
+    // SAFETY: the fd is open for the duration of the call; `msg` points at
+    // live buffers (`buf` for `buf.len()` bytes, `from`, `control`) whose
+    // sizes it states. MSG_TRUNC only changes the return value to the
+    // frame's real length.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &raw mut msg, libc::MSG_TRUNC) };
     let Ok(full) = usize::try_from(n) else {
         return Err(io::Error::last_os_error());
     };
+    let mut vlan_tci = None;
+    // SAFETY: the CMSG macros walk the control buffer the kernel filled,
+    // within the length it reported in `msg`; the auxdata is read unaligned
+    // from inside that buffer, and only when the header says it is there
+    // and long enough.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        while !cmsg.is_null() {
+            let header = &*cmsg;
+            let need = libc::CMSG_LEN(size_of::<libc::tpacket_auxdata>() as u32) as usize;
+            if header.cmsg_level == libc::SOL_PACKET
+                && header.cmsg_type == libc::PACKET_AUXDATA
+                && header.cmsg_len >= need
+            {
+                let aux: libc::tpacket_auxdata =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                    vlan_tci = Some(aux.tp_vlan_tci);
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&raw const msg, cmsg);
+        }
+    }
+    let from_index = u32::try_from(from.sll_ifindex).unwrap_or(0);
     Ok(Received {
         len: full.min(buf.len()),
         truncated: full > buf.len(),
         packet_type: PacketType::from_raw(from.sll_pkttype),
+        vlan_tci,
+        other_interface: (from_index != bound).then_some(from_index),
     })
 }
 
