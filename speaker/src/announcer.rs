@@ -306,7 +306,11 @@ impl Counters {
     }
 
     fn dropped(&self, reason: DropReason) {
-        self.with(|state| *state.drops.entry(reason.as_label()).or_default() += 1);
+        self.dropped_many(reason, 1);
+    }
+
+    fn dropped_many(&self, reason: DropReason, count: u64) {
+        self.with(|state| *state.drops.entry(reason.as_label()).or_default() += count);
     }
 
     fn send_failed(&self) {
@@ -728,6 +732,10 @@ const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
 /// Frames in the burst a split brain starts.
 const REANNOUNCE_ROUNDS: u32 = 3;
 
+/// How often the kernel's count of frames lost to a full receive queue is
+/// read into the drop counters.
+const QUEUE_CHECK: Duration = Duration::from_secs(1);
+
 /// How often the same conflict is logged again.
 const CONFLICT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -746,6 +754,8 @@ impl Responder {
             .refresh_interval
             .map(|every| Instant::now() + every);
         self.follow(desired);
+        let mut queue_check = tokio::time::interval(QUEUE_CHECK);
+        queue_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             self.send_probes(sockets).await;
             let next_burst = self.bursts.next_due();
@@ -764,6 +774,17 @@ impl Responder {
                     if next_probe.is_some() => self.probes_due(),
                 () = tokio::time::sleep_until(next_refresh.unwrap_or_else(Instant::now)),
                     if next_refresh.is_some() => self.refresh(sockets).await,
+                _ = queue_check.tick() => {
+                    for socket in [&sockets.arp, &sockets.ndp] {
+                        let lost = socket.take_queue_drops()?;
+                        if lost > 0 {
+                            self.counters.dropped_many(DropReason::QueueFull, u64::from(lost));
+                            if let Some(suppressed) = self.detail.allow(Instant::now()) {
+                                debug!(lost, suppressed, listen = %socket.listen(), "the receive queue overflowed");
+                            }
+                        }
+                    }
+                }
                 received = sockets.arp.recv(&mut arp_buf) => {
                     let received = received?;
                     self.answer(&arp_buf, received, sockets, desired).await;

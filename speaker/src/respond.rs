@@ -256,11 +256,14 @@ pub enum DropReason {
     /// The interface used up its replies for all requesters together
     /// (`--reply-rate-per-interface`).
     InterfaceRateLimited,
+    /// The kernel dropped the frame before the speaker read it: the
+    /// socket's receive queue was full.
+    QueueFull,
 }
 
 impl DropReason {
     /// Every reason, in the order the metric lists them.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Truncated,
         DropReason::Oversized,
         DropReason::Malformed,
@@ -276,6 +279,7 @@ impl DropReason {
         DropReason::NoSourceLinkLayer,
         DropReason::RequesterRateLimited,
         DropReason::InterfaceRateLimited,
+        DropReason::QueueFull,
     ];
 
     /// A stable label for the drop-counter metric.
@@ -296,6 +300,7 @@ impl DropReason {
             DropReason::OtherInterface => "other_interface",
             DropReason::RequesterRateLimited => "requester_rate_limited",
             DropReason::InterfaceRateLimited => "interface_rate_limited",
+            DropReason::QueueFull => "queue_full",
         }
     }
 }
@@ -1237,6 +1242,7 @@ mod tests {
             DropReason::OtherInterface,
             DropReason::RequesterRateLimited,
             DropReason::InterfaceRateLimited,
+            DropReason::QueueFull,
         ];
         assert_eq!(all.len(), DropReason::ALL.len());
         let labels: BTreeSet<&str> = all.iter().map(|r| r.as_label()).collect();

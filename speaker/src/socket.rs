@@ -256,6 +256,20 @@ impl PacketSocket {
             .map_err(failed("nonblocking"))?;
         ignore_outgoing(&socket).map_err(failed("PACKET_IGNORE_OUTGOING"))?;
         set_packet_option(&socket, libc::PACKET_AUXDATA).map_err(failed("PACKET_AUXDATA"))?;
+        // Room for a burst of a few thousand small frames while the task is
+        // busy: beyond `rmem_max` when CAP_NET_ADMIN allows, else up to it.
+        if set_int_option(
+            &socket,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            RECEIVE_BUFFER,
+        )
+        .is_err()
+        {
+            socket
+                .set_recv_buffer_size(RECEIVE_BUFFER as usize)
+                .map_err(failed("SO_RCVBUF"))?;
+        }
         socket
             .attach_filter(&listen.filter())
             .map_err(failed("SO_ATTACH_FILTER"))?;
@@ -272,6 +286,15 @@ impl PacketSocket {
     /// Which traffic this socket receives.
     pub fn listen(&self) -> Listen {
         self.listen
+    }
+
+    /// How many frames the kernel dropped since the last call because the
+    /// receive queue was full (`PACKET_STATISTICS`, which reading resets).
+    pub fn take_queue_drops(&self) -> Result<u32, SocketError> {
+        queue_drops(self.fd.get_ref()).map_err(|source| SocketError::Receive {
+            interface: self.interface.clone(),
+            source,
+        })
     }
 
     /// Waits for the next frame and copies it, Ethernet header included, into
@@ -438,23 +461,63 @@ fn ignore_outgoing(socket: &Socket) -> io::Result<()> {
     set_packet_option(socket, libc::PACKET_IGNORE_OUTGOING)
 }
 
+/// The receive buffer asked for: 4 MiB, some thousands of frames.
+const RECEIVE_BUFFER: libc::c_int = 4 << 20;
+
 /// Turns on the `SOL_PACKET` option `option`.
-#[allow(unsafe_code)]
 fn set_packet_option(socket: &Socket, option: libc::c_int) -> io::Result<()> {
-    let on: libc::c_int = 1;
+    set_int_option(socket, libc::SOL_PACKET, option, 1)
+}
+
+/// Sets the integer socket option `option` of `level` to `value`.
+#[allow(unsafe_code)]
+fn set_int_option(
+    socket: &Socket,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: the fd is open for the duration of the call (borrowed from
-    // `socket`); `on` is a live c_int and the length passed is its size.
+    // `socket`); `value` is a live c_int and the length passed is its size.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_PACKET,
+            level,
             option,
-            (&raw const on).cast(),
+            (&raw const value).cast(),
             socklen_of::<libc::c_int>(),
         )
     };
     if rc == 0 {
         Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads and resets the socket's `PACKET_STATISTICS`: the frames dropped
+/// because the receive queue was full.
+#[allow(unsafe_code)]
+fn queue_drops(socket: &Socket) -> io::Result<u32> {
+    let mut stats = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len = socklen_of::<libc::tpacket_stats>();
+    // SAFETY: the fd is open for the duration of the call; `stats` is a
+    // live tpacket_stats and `len` says its size, which the kernel writes
+    // at most.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&raw mut stats).cast(),
+            &raw mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(stats.tp_drops)
     } else {
         Err(io::Error::last_os_error())
     }
@@ -597,6 +660,89 @@ mod tests {
         f[20] = next_header;
         f[54] = icmp_type;
         f
+    }
+
+    #[test]
+    fn frames_that_came_tagged_or_through_another_interface_are_refused() {
+        let mac = MacAddr::new(2, 0, 0, 0, 0, 1);
+        let broadcast = [0xffu8; 14];
+        let to_other = [2u8, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0];
+        let plain = Received {
+            len: 60,
+            truncated: false,
+            packet_type: PacketType::Broadcast,
+            vlan_tci: None,
+            other_interface: None,
+        };
+        let cases = [
+            ("an untagged broadcast", plain, &broadcast, None),
+            (
+                "a tag the kernel reports",
+                Received {
+                    vlan_tci: Some(0x2000 | 42),
+                    ..plain
+                },
+                &broadcast,
+                Some(DropReason::Vlan),
+            ),
+            (
+                "a priority tag (VLAN 0) is the native LAN",
+                Received {
+                    vlan_tci: Some(0x2000),
+                    ..plain
+                },
+                &broadcast,
+                None,
+            ),
+            (
+                "a broadcast the kernel calls another host's: a VLAN without an interface here",
+                Received {
+                    packet_type: PacketType::OtherHost,
+                    ..plain
+                },
+                &broadcast,
+                Some(DropReason::Vlan),
+            ),
+            (
+                "unicast to another MAC",
+                Received {
+                    packet_type: PacketType::OtherHost,
+                    ..plain
+                },
+                &to_other,
+                Some(DropReason::OtherHost),
+            ),
+            (
+                "delivered from an upper device",
+                Received {
+                    other_interface: Some(7),
+                    ..plain
+                },
+                &broadcast,
+                Some(DropReason::OtherInterface),
+            ),
+            (
+                "longer than the buffer",
+                Received {
+                    truncated: true,
+                    ..plain
+                },
+                &broadcast,
+                Some(DropReason::Oversized),
+            ),
+            (
+                "sent by this node",
+                Received {
+                    packet_type: PacketType::Outgoing,
+                    ..plain
+                },
+                &broadcast,
+                Some(DropReason::OwnFrame),
+            ),
+        ];
+        for (desc, received, frame, expected) in cases {
+            assert_eq!(received.refusal(frame, mac), expected, "{desc}");
+        }
     }
 
     #[test]

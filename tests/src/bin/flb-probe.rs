@@ -8,7 +8,11 @@
 //! counted from the Unix epoch, until killed;
 //! `flb-probe http-loop ADDR:PORT EVERY_MS` sends `GET /` every EVERY_MS until
 //! killed, printing `<ms since start> ok <first body line>` or
-//! `<ms since start> fail <error>` per request (500 ms timeout each).
+//! `<ms since start> fail <error>` per request (500 ms timeout each);
+//! `flb-probe flood IFACE FILE RATE SECONDS` sends the raw Ethernet frames
+//! listed in FILE (one per line: `LABEL HEX`), in turn, out of IFACE at RATE
+//! frames per second for SECONDS, then prints `sent LABEL COUNT` per label
+//! and `rate FRAMES SECONDS FRAMES_PER_SECOND` as measured.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -30,8 +34,15 @@ fn main() -> ExitCode {
             let every = every.parse().map_err(|e| format!("{every}: {e}"))?;
             http_loop(a, Duration::from_millis(every))
         }),
+        ["flood", iface, file, rate, seconds] => {
+            let number = |s: &str| s.parse::<u64>().map_err(|e| format!("{s}: {e}"));
+            number(rate).and_then(|rate| {
+                let seconds = number(seconds)?;
+                flood(iface, file, rate, Duration::from_secs(seconds))
+            })
+        }
         _ => Err(
-            "usage: flb-probe listen ADDR:PORT TEXT | connect ADDR:PORT | udp ADDR:PORT HEX | watch ADDR:PORT MS | http-loop ADDR:PORT EVERY_MS"
+            "usage: flb-probe listen ADDR:PORT TEXT | connect ADDR:PORT | udp ADDR:PORT HEX | watch ADDR:PORT MS | http-loop ADDR:PORT EVERY_MS | flood IFACE FILE RATE SECONDS"
                 .into(),
         ),
     };
@@ -67,12 +78,16 @@ fn connect(addr: SocketAddr) -> Result<(), String> {
     Ok(())
 }
 
-fn udp(addr: SocketAddr, hex: &str) -> Result<(), String> {
-    let bytes = (0..hex.len())
+fn from_hex(hex: &str) -> Result<Vec<u8>, String> {
+    (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("x"), 16))
         .collect::<Result<Vec<u8>, _>>()
-        .map_err(|e| format!("not hex: {e}"))?;
+        .map_err(|e| format!("not hex: {e}"))
+}
+
+fn udp(addr: SocketAddr, hex: &str) -> Result<(), String> {
+    let bytes = from_hex(hex)?;
     let local: SocketAddr = if addr.is_ipv4() {
         "0.0.0.0:0".parse().expect("literal")
     } else {
@@ -146,4 +161,67 @@ fn http_loop(addr: SocketAddr, every: Duration) -> Result<(), String> {
         }
         std::thread::sleep(every);
     }
+}
+
+/// Sends the frames of `file` in turn out of `iface`, `rate` a second, for
+/// `length`. Frames go out in small batches on a 1 ms grid, so the rate
+/// holds however long one send takes; a send the kernel refuses is an error
+/// (the test's count of what was sent must be exact).
+fn flood(iface: &str, file: &str, rate: u64, length: Duration) -> Result<(), String> {
+    use pnet::datalink::{self, Channel};
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+    let mut frames: Vec<(String, Vec<u8>)> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let (label, hex) = line
+            .split_once(' ')
+            .ok_or_else(|| format!("{file}: no LABEL HEX in {line:?}"))?;
+        frames.push((label.to_owned(), from_hex(hex.trim())?));
+    }
+    if frames.is_empty() {
+        return Err(format!("{file}: no frames"));
+    }
+    let interface = datalink::interfaces()
+        .into_iter()
+        .find(|i| i.name == iface)
+        .ok_or_else(|| format!("no interface {iface}"))?;
+    let config = datalink::Config {
+        write_buffer_size: 65536,
+        ..datalink::Config::default()
+    };
+    let mut tx = match datalink::channel(&interface, config) {
+        Ok(Channel::Ethernet(tx, _rx)) => tx,
+        Ok(_) => return Err("not an Ethernet channel".into()),
+        Err(e) => return Err(format!("packet socket on {iface}: {e}")),
+    };
+    let mut sent: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    let mut total: u64 = 0;
+    let start = Instant::now();
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= length {
+            break;
+        }
+        let due =
+            u64::try_from(elapsed.as_micros() * u128::from(rate) / 1_000_000).unwrap_or(u64::MAX);
+        while total < due {
+            let (label, frame) = &frames[usize::try_from(total).unwrap_or(0) % frames.len()];
+            match tx.send_to(frame, None) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(format!("send {label} ({} bytes): {e}", frame.len())),
+                None => return Err("send buffer too small".into()),
+            }
+            *sent.entry(label.as_str()).or_default() += 1;
+            total += 1;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    for (label, count) in &sent {
+        let _ = writeln!(out, "sent {label} {count}");
+    }
+    #[allow(clippy::cast_precision_loss)] // a rate to print
+    let per_second = total as f64 / seconds;
+    let _ = writeln!(out, "rate {total} {seconds:.3} {per_second:.0}");
+    Ok(())
 }
