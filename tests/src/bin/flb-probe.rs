@@ -168,7 +168,6 @@ fn http_loop(addr: SocketAddr, every: Duration) -> Result<(), String> {
 /// holds however long one send takes; a send the kernel refuses is an error
 /// (the test's count of what was sent must be exact).
 fn flood(iface: &str, file: &str, rate: u64, length: Duration) -> Result<(), String> {
-    use pnet::datalink::{self, Channel};
     let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
     let mut frames: Vec<(String, Vec<u8>)> = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -180,40 +179,28 @@ fn flood(iface: &str, file: &str, rate: u64, length: Duration) -> Result<(), Str
     if frames.is_empty() {
         return Err(format!("{file}: no frames"));
     }
-    let interface = datalink::interfaces()
-        .into_iter()
-        .find(|i| i.name == iface)
-        .ok_or_else(|| format!("no interface {iface}"))?;
-    let config = datalink::Config {
-        write_buffer_size: 65536,
-        ..datalink::Config::default()
-    };
-    let mut tx = match datalink::channel(&interface, config) {
-        Ok(Channel::Ethernet(tx, _rx)) => tx,
-        Ok(_) => return Err("not an Ethernet channel".into()),
-        Err(e) => return Err(format!("packet socket on {iface}: {e}")),
-    };
+    let socket = RawSocket::open(iface).map_err(|e| format!("packet socket on {iface}: {e}"))?;
     let mut sent: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     let mut total: u64 = 0;
+    let goal = u64::try_from(length.as_micros() * u128::from(rate) / 1_000_000)
+        .map_err(|e| format!("too many frames: {e}"))?;
     let start = Instant::now();
-    loop {
+    while total < goal {
         let elapsed = start.elapsed();
-        if elapsed >= length {
-            break;
-        }
-        let due =
-            u64::try_from(elapsed.as_micros() * u128::from(rate) / 1_000_000).unwrap_or(u64::MAX);
+        let due = u64::try_from(elapsed.as_micros() * u128::from(rate) / 1_000_000)
+            .unwrap_or(u64::MAX)
+            .min(goal);
         while total < due {
             let (label, frame) = &frames[usize::try_from(total).unwrap_or(0) % frames.len()];
-            match tx.send_to(frame, None) {
-                Some(Ok(())) => {}
-                Some(Err(e)) => return Err(format!("send {label} ({} bytes): {e}", frame.len())),
-                None => return Err("send buffer too small".into()),
-            }
+            socket
+                .send(frame)
+                .map_err(|e| format!("send {label} ({} bytes): {e}", frame.len()))?;
             *sent.entry(label.as_str()).or_default() += 1;
             total += 1;
         }
-        std::thread::sleep(Duration::from_millis(1));
+        if total < goal {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     let seconds = start.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
@@ -224,4 +211,74 @@ fn flood(iface: &str, file: &str, rate: u64, length: Duration) -> Result<(), Str
     let per_second = total as f64 / seconds;
     let _ = writeln!(out, "rate {total} {seconds:.3} {per_second:.0}");
     Ok(())
+}
+
+/// An AF_PACKET socket that sends whole Ethernet frames out of one
+/// interface; closed on drop.
+struct RawSocket {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl RawSocket {
+    #[allow(unsafe_code)]
+    fn open(iface: &str) -> std::io::Result<RawSocket> {
+        use std::os::fd::FromRawFd;
+        let name = std::ffi::CString::new(iface).map_err(std::io::Error::other)?;
+        // SAFETY: `name` is a live NUL-terminated string.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if index == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // Protocol 0: this socket receives nothing, it only sends.
+        // SAFETY: plain system call with constant arguments.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by socket(2) and is owned by no one
+        // else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let addr = libc::sockaddr_ll {
+            sll_family: libc::AF_PACKET as libc::c_ushort,
+            sll_protocol: 0,
+            sll_ifindex: libc::c_int::try_from(index).map_err(std::io::Error::other)?,
+            sll_hatype: 0,
+            sll_pkttype: 0,
+            sll_halen: 0,
+            sll_addr: [0; 8],
+        };
+        let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_ll>())
+            .map_err(std::io::Error::other)?;
+        // SAFETY: the fd is open; `addr` is a live sockaddr_ll and `len` its
+        // size.
+        let rc = unsafe {
+            libc::bind(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                (&raw const addr).cast(),
+                len,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(RawSocket { fd })
+    }
+
+    #[allow(unsafe_code)]
+    fn send(&self, frame: &[u8]) -> std::io::Result<()> {
+        // SAFETY: the fd is open; `frame` is valid for reads of its length.
+        let n = unsafe {
+            libc::send(
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+            )
+        };
+        match usize::try_from(n) {
+            Ok(n) if n == frame.len() => Ok(()),
+            Ok(n) => Err(std::io::Error::other(format!("only {n} bytes sent"))),
+            Err(_) => Err(std::io::Error::last_os_error()),
+        }
+    }
 }
