@@ -1,5 +1,5 @@
 //! Allocator throughput: one Service assigned and released per iteration, on
-//! an empty IPv4 /16, an IPv6 /64 already holding many Services, and a /16
+//! an IPv4 /16 holding 1,000 Services, an IPv6 /64 holding 10,000, and a /16
 //! with a single free address left (with and without avoid-buggy-ips).
 
 use std::collections::BTreeMap;

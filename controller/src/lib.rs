@@ -4,6 +4,7 @@
 
 pub mod allocator;
 pub mod config_watch;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod plan;

@@ -10,10 +10,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ferrolb_config::{Config, DEFAULT_CONFIGMAP_NAME, DEFAULT_NAMESPACE};
 use ferrolb_controller::allocator::Allocator;
+use ferrolb_controller::events::Events;
 use ferrolb_controller::leader::{Elector, Ended, Fence, Role, Timing};
 use ferrolb_controller::metrics::{self, Metrics};
 use ferrolb_controller::plan::Desire;
-use ferrolb_controller::reconcile::{self, Context, EventPublisher};
+use ferrolb_controller::reconcile::{self, Context};
 use ferrolb_controller::{config_watch, preview, status};
 use k8s_openapi::api::core::v1::Service;
 use kube::Client;
@@ -70,7 +71,8 @@ struct RunArgs {
 /// How long a stopping controller lets in-flight reconciles finish.
 const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// `EX_USAGE`: bad flags or a file that could not be read.
+/// `EX_USAGE` (from sysexits.h): a file named on the command line could not
+/// be read. Bad flags exit 2, as clap exits.
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
@@ -178,8 +180,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let fence = if args.leader_elect {
         let fence = Fence::closed(timing.call_timeout);
         let (role_tx, mut role) = watch::channel(Role::Candidate);
+        // Its own client, so its own connections: a Lease renewal must not
+        // queue behind the reconciles' writes (a cold start of thousands of
+        // Services would otherwise cost the leader its Lease).
+        let lease_client = Client::try_default()
+            .await
+            .context("connecting to the API server")?;
         let elector = Elector::new(
-            client.clone(),
+            lease_client,
             &args.namespace,
             "ferrolb-controller",
             &identity,
@@ -200,16 +208,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+    let (events, event_writer) = Events::new(
+        client.clone(),
+        Reporter {
+            controller: "ferrolb-controller".into(),
+            instance: Some(identity.clone()),
+        },
+        fence.clone(),
+        metrics.clone(),
+    );
+    tokio::spawn(event_writer.run());
     let ctx = Arc::new(Context {
         client: client.clone(),
         allocator: Mutex::new(Allocator::default()),
-        events: EventPublisher::new(
-            client.clone(),
-            Reporter {
-                controller: "ferrolb-controller".into(),
-                instance: Some(identity.clone()),
-            },
-        ),
+        events,
         fence,
         metrics: metrics.clone(),
         wake: wake_tx,

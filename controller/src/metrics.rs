@@ -44,6 +44,7 @@ pub struct Metrics {
     failures: Family<ReasonLabels, Counter>,
     config_stale: Gauge,
     config_rejections: Counter,
+    events_dropped: Counter,
     leader: Gauge,
     /// What the elector last found this replica to be.
     role: Mutex<Role>,
@@ -71,6 +72,12 @@ impl Metrics {
         let config_stale = Gauge::default();
         let config_rejections = Counter::default();
         let leader = Gauge::default();
+        let events_dropped = Counter::default();
+        registry.register(
+            "controller_events_dropped",
+            "Events not published because the queue of events to write was full",
+            events_dropped.clone(),
+        );
         registry.register(
             "controller_leader",
             "1 while this replica holds the leader Lease and may write, else 0",
@@ -120,6 +127,7 @@ impl Metrics {
             failures,
             config_stale,
             config_rejections,
+            events_dropped,
             leader,
             role: Mutex::new(Role::Candidate),
             restored: AtomicBool::new(false),
@@ -171,6 +179,11 @@ impl Metrics {
         if rejected {
             self.config_rejections.inc();
         }
+    }
+
+    /// Counts an event dropped because the queue was full.
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     /// Records this replica's role (and the `controller_leader` gauge).

@@ -9,20 +9,17 @@
 //! `resourceVersion` of the Service it was planned from, so one planned from
 //! a stale cache is refused (409) and planned again, never applied.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ferrolb_config::ServiceKey;
 use ferrolb_config::request::{self, Served};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ObjectReference, Service};
-use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::controller::Action;
-use kube::runtime::events::{EventType, Reporter};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{self, Action};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -32,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
 use crate::allocator::Allocator;
+use crate::events::{Events, Publication};
 use crate::leader::{Fence, FenceError};
 use crate::metrics::Metrics;
 use crate::plan::{Desire, Notice, plan};
@@ -67,8 +65,8 @@ pub struct Context {
     pub client: Client,
     /// Which Service holds which address. Locked only around pure calls.
     pub allocator: Mutex<Allocator>,
-    /// Publishes events on Services and the ConfigMap.
-    pub events: EventPublisher,
+    /// Tells events on Services and the ConfigMap.
+    pub events: Events,
     /// Lets writes through only while this replica leads.
     pub fence: Fence,
     /// The exported metrics.
@@ -85,232 +83,17 @@ impl Context {
         self.allocator.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Publishes an event while this replica leads, logging rather than
-    /// failing when it cannot. Returns whether it is a new event (not a
-    /// repeat counted in an existing one's series).
-    pub async fn publish<K: Resource<DynamicType = ()>>(
+    /// Tells an event while this replica leads (queued: never waits).
+    /// Returns whether it is new rather than a repeat counted in an existing
+    /// one's series.
+    pub fn publish<K: Resource<DynamicType = ()>>(
         &self,
         object: &K,
         type_: EventType,
         reason: &str,
         note: String,
     ) -> bool {
-        let regarding = object.object_ref(&());
-        match self
-            .fence
-            .guard(self.events.publish(&regarding, type_, reason, note))
-            .await
-        {
-            Ok(publication) => publication == Publication::New,
-            Err(e) => {
-                warn!(reason, error = %e, "could not publish event");
-                false
-            }
-        }
-    }
-}
-
-/// How long an event may be repeated as a series rather than anew.
-const REPEAT_WINDOW: Duration = Duration::from_secs(6 * 60);
-
-/// How often a repeated event's series count is written: repeats in
-/// between are counted here, not each written (a pending Service is woken
-/// whenever any address is freed, and one write per wake-up per pending
-/// Service would load the API server for nothing).
-const SERIES_INTERVAL: Duration = Duration::from_secs(60);
-
-/// The longest note the API server accepts, in bytes.
-pub const NOTE_LIMIT: usize = 1024;
-
-/// `note` cut to the API server's limit, ending with an ellipsis when cut.
-pub fn cut_note(mut note: String) -> String {
-    const ELLIPSIS: char = '…';
-    if note.len() <= NOTE_LIMIT {
-        return note;
-    }
-    let mut cut = NOTE_LIMIT - ELLIPSIS.len_utf8();
-    while !note.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    note.truncate(cut);
-    note.push(ELLIPSIS);
-    note
-}
-
-/// Whether a published event was new or a repeat of a recent one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Publication {
-    /// Created as a new event.
-    New,
-    /// Counted in the series of an identical recent event.
-    Repeated,
-}
-
-/// What makes two events the same event, repeated: the object, the type,
-/// the reason and the note (as client-go's recorder keys them).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct EventKey {
-    kind: Option<String>,
-    namespace: Option<String>,
-    name: Option<String>,
-    uid: Option<String>,
-    warning: bool,
-    reason: String,
-    note: String,
-}
-
-/// An event published in the last [`REPEAT_WINDOW`].
-struct Published {
-    namespace: String,
-    name: String,
-    count: i32,
-    last: tokio::time::Instant,
-    /// When the series count was last written.
-    written: tokio::time::Instant,
-}
-
-/// Publishes `events.k8s.io/v1` events: an event identical to one published
-/// recently bumps its series count (written at most every
-/// [`SERIES_INTERVAL`]); one whose note differs is a new event. Notes are cut
-/// to the API server's limit.
-///
-/// kube's `Recorder` keys repeats without the note, so a second, different
-/// message (a config refused for another reason, an address that moved
-/// again) would show as "x2" of the first message: the user would read a
-/// stale reason.
-pub struct EventPublisher {
-    client: Client,
-    reporter: Reporter,
-    recent: Mutex<Recent>,
-}
-
-/// The events published in the last [`REPEAT_WINDOW`], and when the old
-/// ones were last forgotten (once a minute, not on every publish: with ten
-/// thousand Services a sweep per event would cost more than the event).
-struct Recent {
-    events: HashMap<EventKey, Published>,
-    swept: tokio::time::Instant,
-}
-
-impl EventPublisher {
-    /// A publisher reporting as `reporter`.
-    pub fn new(client: Client, reporter: Reporter) -> EventPublisher {
-        EventPublisher {
-            client,
-            reporter,
-            recent: Mutex::new(Recent {
-                events: HashMap::new(),
-                swept: tokio::time::Instant::now(),
-            }),
-        }
-    }
-
-    /// Publishes one event about `regarding`.
-    pub async fn publish(
-        &self,
-        regarding: &ObjectReference,
-        type_: EventType,
-        reason: &str,
-        note: String,
-    ) -> Result<Publication, kube::Error> {
-        let note = cut_note(note);
-        let key = EventKey {
-            kind: regarding.kind.clone(),
-            namespace: regarding.namespace.clone(),
-            name: regarding.name.clone(),
-            uid: regarding.uid.clone(),
-            warning: matches!(type_, EventType::Warning),
-            reason: reason.to_owned(),
-            note: note.clone(),
-        };
-        let now = tokio::time::Instant::now();
-        let repeat = {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            if now.duration_since(recent.swept) > Duration::from_secs(60) {
-                recent
-                    .events
-                    .retain(|_, p| now.duration_since(p.last) < REPEAT_WINDOW);
-                recent.swept = now;
-            }
-            recent
-                .events
-                .get_mut(&key)
-                .filter(|p| now.duration_since(p.last) < REPEAT_WINDOW)
-                .map(|p| {
-                    p.count += 1;
-                    p.last = now;
-                    let due = now.duration_since(p.written) >= SERIES_INTERVAL;
-                    if due {
-                        p.written = now;
-                    }
-                    (p.namespace.clone(), p.name.clone(), p.count, due)
-                })
-        };
-        let stamp = MicroTime(Timestamp::now());
-        if let Some((namespace, name, count, due)) = repeat {
-            if !due {
-                return Ok(Publication::Repeated);
-            }
-            let series =
-                json!({ "series": EventSeries { count, last_observed_time: stamp.clone() } });
-            match Api::<K8sEvent>::namespaced(self.client.clone(), &namespace)
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&series))
-                .await
-            {
-                // The API server expired it: publish it anew.
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                other => return other.map(|_| Publication::Repeated),
-            }
-        }
-        let namespace = regarding
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".to_owned());
-        let name = format!(
-            "{}.{:x}",
-            regarding
-                .name
-                .as_deref()
-                .unwrap_or(&self.reporter.controller),
-            stamp.0.as_nanosecond()
-        );
-        let event = K8sEvent {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                namespace: Some(namespace.clone()),
-                ..Default::default()
-            },
-            action: Some("Allocate".into()),
-            reason: Some(reason.to_owned()),
-            note: Some(note),
-            type_: Some(if key.warning { "Warning" } else { "Normal" }.into()),
-            event_time: Some(stamp),
-            regarding: Some(regarding.clone()),
-            reporting_controller: Some(self.reporter.controller.clone()),
-            reporting_instance: Some(
-                self.reporter
-                    .instance
-                    .clone()
-                    .unwrap_or_else(|| self.reporter.controller.clone()),
-            ),
-            ..Default::default()
-        };
-        Api::<K8sEvent>::namespaced(self.client.clone(), &namespace)
-            .create(&PostParams::default(), &event)
-            .await?;
-        let published = Published {
-            namespace,
-            name,
-            count: 1,
-            last: now,
-            written: now,
-        };
-        self.recent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .events
-            .insert(key, published);
-        Ok(Publication::New)
+        self.events.publish(object, type_, reason, note) == Publication::New
     }
 }
 
@@ -413,16 +196,14 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
             info!(service = %key, ip = %shown, pool = %pool, "allocated");
             ctx.metrics.allocated();
             let note = format!("Assigned {shown} from pool {pool}");
-            ctx.publish(service.as_ref(), EventType::Normal, "IPAllocated", note)
-                .await;
+            ctx.publish(service.as_ref(), EventType::Normal, "IPAllocated", note);
         }
         Some(Notice::Extended { added, kept, pool }) => {
             let (added, kept) = (join(&added), join(&kept));
             info!(service = %key, ip = %added, kept = %kept, pool = %pool, "allocated the other family");
             ctx.metrics.allocated();
             let note = format!("Assigned {added} from pool {pool}, beside {kept}");
-            ctx.publish(service.as_ref(), EventType::Normal, "IPAllocated", note)
-                .await;
+            ctx.publish(service.as_ref(), EventType::Normal, "IPAllocated", note);
         }
         Some(Notice::Moved { from, to, pool }) => {
             let (from, to) = (join(&from), join(&to));
@@ -431,21 +212,18 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
             let note = format!(
                 "Address changed from {from} to {to} (pool {pool}): the old address is no longer allowed"
             );
-            ctx.publish(service.as_ref(), EventType::Warning, "IPChanged", note)
-                .await;
+            ctx.publish(service.as_ref(), EventType::Warning, "IPChanged", note);
         }
         Some(Notice::Failed { reason, message }) => {
             // Counted and logged once per cause: a pending Service is
             // reconciled on every wake-up, and the repeat only adds to the
             // event's series.
-            let new_cause = ctx
-                .publish(
-                    service.as_ref(),
-                    EventType::Warning,
-                    "AllocationFailed",
-                    message.clone(),
-                )
-                .await;
+            let new_cause = ctx.publish(
+                service.as_ref(),
+                EventType::Warning,
+                "AllocationFailed",
+                message.clone(),
+            );
             if new_cause {
                 warn!(service = %key, reason, "{message}");
                 ctx.metrics.failed(reason);
@@ -503,6 +281,13 @@ fn release_deleted(ctx: &Context, store: &Store<Service>, event: &watcher::Event
     }
 }
 
+/// Reconciles at once. Each makes at most one status write; a bound keeps a
+/// cold start of thousands of pending Services from opening as many
+/// connections and queueing as many requests at the API server, where they
+/// would slow every other client, while enough are in flight to keep the API
+/// server busy.
+const RECONCILES_IN_FLIGHT: u16 = 32;
+
 /// Runs the Service controller until `shutdown`.
 pub async fn run(
     ctx: Arc<Context>,
@@ -519,6 +304,7 @@ pub async fn run(
         .inspect_ok(move |event| release_deleted(&events_ctx, &store, event))
         .applied_objects();
     Controller::for_stream(services, reader)
+        .with_config(controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .reconcile_all_on(futures::stream::poll_fn(move |cx| wake.poll_recv(cx)))
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, ctx)
@@ -547,25 +333,4 @@ fn join(addresses: &[std::net::IpAddr]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_note_within_the_limit_is_kept_whole() {
-        let note = "x".repeat(NOTE_LIMIT);
-        assert_eq!(cut_note(note.clone()), note);
-    }
-
-    #[test]
-    fn a_long_note_is_cut_to_the_limit_with_an_ellipsis_on_a_char_boundary() {
-        // Multi-byte characters straddle the cut.
-        let note = "é".repeat(NOTE_LIMIT);
-        let cut = cut_note(note);
-        assert!(cut.len() <= NOTE_LIMIT, "{} bytes", cut.len());
-        assert!(cut.len() >= NOTE_LIMIT - 4);
-        assert!(cut.ends_with("é…"));
-    }
 }

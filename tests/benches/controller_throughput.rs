@@ -168,15 +168,21 @@ async fn cold_start(cp: &ControlPlane, client: &kube::Client, count: usize, in_f
         .applied_objects()
         .boxed();
     let started = Instant::now();
-    let _controller = controller(cp, "cold");
+    let mut controller = controller(cp, "cold");
     let mut done: HashSet<String> = HashSet::with_capacity(count);
     let mut first = None;
     while done.len() < count {
-        let s = events
-            .try_next()
-            .await
-            .expect("watch")
-            .expect("watch ended");
+        let Ok(next) = tokio::time::timeout(Duration::from_secs(1), events.try_next()).await else {
+            // A controller that lost its Lease under its own load exits.
+            assert!(
+                controller.running(),
+                "the controller exited after {} of {count} Services:\n{}",
+                done.len(),
+                controller.output()
+            );
+            continue;
+        };
+        let s = next.expect("watch").expect("watch ended");
         if has_address(&s)
             && let Some(name) = s.metadata.name
         {

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use ferrolb_config::Config;
 use ferrolb_controller::allocator::Allocator;
+use ferrolb_controller::events::Events;
 use ferrolb_controller::leader::{Fence, FenceError};
 use ferrolb_controller::metrics::Metrics;
-use ferrolb_controller::reconcile::{Context, EventPublisher, ReconcileError, reconcile};
+use ferrolb_controller::reconcile::{Context, ReconcileError, reconcile};
 use ferrolb_e2e::ControlPlane;
 use ferrolb_e2e::objects::{LoadBalancer, namespace};
 use k8s_openapi::api::core::v1::Service;
@@ -31,18 +32,23 @@ address-pools:
 fn context(client: kube::Client, fence: Fence) -> Arc<Context> {
     let config = Config::from_yaml(CONFIG).expect("valid config").config;
     let (wake, _) = tokio::sync::mpsc::unbounded_channel();
+    let metrics = Arc::new(Metrics::new());
+    let (events, writer) = Events::new(
+        client.clone(),
+        Reporter {
+            controller: "ferrolb-controller".into(),
+            instance: Some("fencing-test".into()),
+        },
+        fence.clone(),
+        metrics.clone(),
+    );
+    tokio::spawn(writer.run());
     Arc::new(Context {
         client: client.clone(),
         allocator: Mutex::new(Allocator::new(&config.pools)),
-        events: EventPublisher::new(
-            client,
-            Reporter {
-                controller: "ferrolb-controller".into(),
-                instance: Some("fencing-test".into()),
-            },
-        ),
+        events,
         fence,
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         wake,
     })
 }
