@@ -252,8 +252,8 @@ pub enum WireEvent {
 /// for the metrics they feed (MetalLB's `metallb_layer2_*`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AddressCounts {
-    /// ARP requests and Neighbor Solicitations answered or about to be
-    /// (`requests_received`).
+    /// ARP requests and Neighbor Solicitations this node should answer:
+    /// answered, or dropped by a reply rate limit (`requests_received`).
     pub requests_received: u64,
     /// Replies actually sent (`responses_sent`).
     pub responses_sent: u64,
