@@ -1134,8 +1134,14 @@ impl Responder {
                     );
                 }
                 // Win the clients back: a short burst, not sooner than
-                // REANNOUNCE_INTERVAL after the last one.
-                if !self.bursts.is_pending(address) {
+                // REANNOUNCE_INTERVAL after the last one, and paid for from
+                // the claimant's and the interface's reply budgets, so that
+                // frames spoofing a speaker's MAC for many addresses cannot
+                // make this node flood the LAN.
+                if !self.bursts.is_pending(address)
+                    && self.requester_limits.take(mac, now.into_std())
+                    && self.interface_limit.take(now.into_std())
+                {
                     let at = self
                         .reannounced
                         .get(&address)
