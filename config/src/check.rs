@@ -143,6 +143,29 @@ impl fmt::Display for PoolSummary<'_> {
         if !pool.interfaces.is_empty() {
             write!(f, ", on interfaces {}", pool.interfaces.join(", "))?;
         }
+        if let Some(allocation) = &pool.service_allocation {
+            match allocation.priority {
+                Some(priority) => write!(f, ", priority {priority}")?,
+                None => f.write_str(", no priority")?,
+            }
+            let mut namespaces: Vec<String> = allocation.namespaces.clone();
+            if !allocation.namespace_selectors.is_empty() {
+                namespaces.push(format!(
+                    "those matching {}",
+                    plural(allocation.namespace_selectors.len(), "selector")
+                ));
+            }
+            if !namespaces.is_empty() {
+                write!(f, ", for namespaces {}", namespaces.join(", "))?;
+            }
+            if !allocation.service_selectors.is_empty() {
+                write!(
+                    f,
+                    ", for Services matching {}",
+                    plural(allocation.service_selectors.len(), "selector")
+                )?;
+            }
+        }
         Ok(())
     }
 }

@@ -9,6 +9,8 @@
 
 pub mod budget;
 pub mod check;
+pub mod choice;
+pub mod metallb;
 pub mod pool;
 pub mod range;
 mod raw;
@@ -19,7 +21,10 @@ pub mod validate;
 use std::collections::BTreeMap;
 
 pub use check::{CheckReport, check};
-pub use pool::{LabelOperator, LabelRequirement, NodeSelector, Pool, PoolName, is_buggy};
+pub use choice::{Claimant, pools_for};
+pub use pool::{
+    LabelOperator, LabelRequirement, NodeSelector, Pool, PoolName, ServiceAllocation, is_buggy,
+};
 pub use range::{AddressError, AddressRange, Family, ParsedRange};
 pub use request::{
     FamilyPolicy, NotServed, Origin, Port, Protocol, RequestError, RequestProblem, Served,

@@ -32,6 +32,29 @@ pub struct Pool {
     pub node_selectors: Vec<NodeSelector>,
     /// The interfaces a speaker may announce on; empty means every suitable one.
     pub interfaces: Vec<String>,
+    /// Which Services may take addresses from the pool, and its priority
+    /// among the pools a Service may use (MetalLB's `serviceAllocation`).
+    /// `None`: every Service, after the pools that have one.
+    pub service_allocation: Option<ServiceAllocation>,
+}
+
+/// A pool's `service-allocation`: it limits the pool to some Services and
+/// ranks it before pools without one. See [`crate::choice::pools_for`] for
+/// how it decides.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceAllocation {
+    /// Lower is tried first by automatic allocation; `None` comes after every
+    /// number (MetalLB's unset or `0`).
+    pub priority: Option<u32>,
+    /// Namespaces whose Services may use the pool, by name.
+    pub namespaces: Vec<String>,
+    /// Namespaces whose Services may use the pool, by their labels. A Service
+    /// may use the pool if its namespace is named in `namespaces` or matches
+    /// one of these; with both empty, every namespace may.
+    pub namespace_selectors: Vec<NodeSelector>,
+    /// Services that may use the pool, by their labels: one must match;
+    /// empty means every Service (of the admitted namespaces).
+    pub service_selectors: Vec<NodeSelector>,
 }
 
 impl Pool {
@@ -141,8 +164,8 @@ pub(crate) fn overlaps<T: Copy>(ranges: &[(AddressRange, T)]) -> Vec<Overlap<T>>
     found
 }
 
-/// A Kubernetes-style label selector on Nodes. An empty selector matches
-/// every node.
+/// A Kubernetes-style label selector, on Nodes, Namespaces or Services. An
+/// empty selector matches everything.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodeSelector {
     /// Labels that must be present with exactly these values.
@@ -191,6 +214,28 @@ impl NodeSelector {
     }
 }
 
+/// The `serviceAllocation` of MetalLB's documented IPAddressPool example:
+/// Services labelled `app: bar` (an `In` expression) in namespace-a,
+/// namespace-b or any namespace labelled `foo: bar`, at priority 50.
+#[cfg(test)]
+pub(crate) fn documented_allocation() -> ServiceAllocation {
+    ServiceAllocation {
+        priority: Some(50),
+        namespaces: vec!["namespace-a".into(), "namespace-b".into()],
+        namespace_selectors: vec![NodeSelector {
+            match_labels: [("foo".to_owned(), "bar".to_owned())].into(),
+            match_expressions: vec![],
+        }],
+        service_selectors: vec![NodeSelector {
+            match_labels: BTreeMap::new(),
+            match_expressions: vec![LabelRequirement {
+                key: "app".into(),
+                operator: LabelOperator::In(vec!["bar".into()]),
+            }],
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -207,6 +252,7 @@ mod tests {
             avoid_buggy_ips,
             node_selectors: vec![],
             interfaces: vec![],
+            service_allocation: None,
         }
     }
 

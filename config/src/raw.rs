@@ -1,5 +1,6 @@
 //! The ConfigMap's YAML exactly as written: MetalLB's legacy (v0.12) format,
-//! field for field, plus ferrolb's `node-selectors` and `interfaces` per pool.
+//! field for field, plus ferrolb's `node-selectors`, `interfaces` and
+//! `service-allocation` per pool.
 //! No meaning is given here; `validate` turns these into a [`crate::Config`].
 //! BGP sections are read as opaque values so that they can be refused by name.
 
@@ -66,6 +67,29 @@ pub(crate) struct RawPool {
     /// ferrolb's extension: which interfaces the pool is announced on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) interfaces: Option<Vec<String>>,
+    /// ferrolb's extension: which Services may use the pool, and its
+    /// priority (MetalLB's IPAddressPool `serviceAllocation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) service_allocation: Option<RawServiceAllocation>,
+}
+
+/// A pool's `service-allocation`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "kebab-case",
+    expecting = "a service allocation: a mapping with priority, namespaces, namespace-selectors or service-selectors"
+)]
+pub(crate) struct RawServiceAllocation {
+    /// Any integer, so that a negative one is refused by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) namespaces: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) namespace_selectors: Option<Vec<RawNodeSelector>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) service_selectors: Option<Vec<RawNodeSelector>>,
 }
 
 /// A node selector as MetalLB's legacy BGP peers wrote them.
@@ -168,8 +192,6 @@ impl<'de> Visitor<'de> for Yaml11Bool {
 /// The YAML of a config, in the same format it is read from: ranges that
 /// are one prefix as CIDRs, others as `a-b`; defaults left out.
 pub(crate) fn render(config: &crate::Config) -> String {
-    use crate::pool::LabelOperator;
-
     let pools = config
         .pools
         .iter()
@@ -180,33 +202,20 @@ pub(crate) fn render(config: &crate::Config) -> String {
             auto_assign: (!pool.auto_assign).then_some(false),
             avoid_buggy_ips: pool.avoid_buggy_ips.then_some(true),
             bgp_advertisements: None,
-            node_selectors: (!pool.node_selectors.is_empty()).then(|| {
-                pool.node_selectors
-                    .iter()
-                    .map(|s| RawNodeSelector {
-                        match_labels: (!s.match_labels.is_empty()).then(|| s.match_labels.clone()),
-                        match_expressions: (!s.match_expressions.is_empty()).then(|| {
-                            s.match_expressions
-                                .iter()
-                                .map(|req| {
-                                    let (operator, values) = match &req.operator {
-                                        LabelOperator::In(v) => ("In", Some(v.clone())),
-                                        LabelOperator::NotIn(v) => ("NotIn", Some(v.clone())),
-                                        LabelOperator::Exists => ("Exists", None),
-                                        LabelOperator::DoesNotExist => ("DoesNotExist", None),
-                                    };
-                                    RawRequirement {
-                                        key: Some(req.key.clone()),
-                                        operator: Some(operator.to_owned()),
-                                        values,
-                                    }
-                                })
-                                .collect()
-                        }),
-                    })
-                    .collect()
-            }),
+            node_selectors: (!pool.node_selectors.is_empty())
+                .then(|| render_selectors(&pool.node_selectors)),
             interfaces: (!pool.interfaces.is_empty()).then(|| pool.interfaces.clone()),
+            service_allocation: pool
+                .service_allocation
+                .as_ref()
+                .map(|a| RawServiceAllocation {
+                    priority: a.priority.map(i64::from),
+                    namespaces: (!a.namespaces.is_empty()).then(|| a.namespaces.clone()),
+                    namespace_selectors: (!a.namespace_selectors.is_empty())
+                        .then(|| render_selectors(&a.namespace_selectors)),
+                    service_selectors: (!a.service_selectors.is_empty())
+                        .then(|| render_selectors(&a.service_selectors)),
+                }),
         })
         .collect();
     let raw = RawConfig {
@@ -217,4 +226,34 @@ pub(crate) fn render(config: &crate::Config) -> String {
     // only failures serde_yaml has are for bytes, non-string keys and nested
     // enums, none of which these structs hold.
     serde_yaml::to_string(&raw).expect("a config of strings and lists always renders")
+}
+
+/// Label selectors as the config writes them.
+fn render_selectors(selectors: &[crate::pool::NodeSelector]) -> Vec<RawNodeSelector> {
+    use crate::pool::LabelOperator;
+
+    selectors
+        .iter()
+        .map(|s| RawNodeSelector {
+            match_labels: (!s.match_labels.is_empty()).then(|| s.match_labels.clone()),
+            match_expressions: (!s.match_expressions.is_empty()).then(|| {
+                s.match_expressions
+                    .iter()
+                    .map(|req| {
+                        let (operator, values) = match &req.operator {
+                            LabelOperator::In(v) => ("In", Some(v.clone())),
+                            LabelOperator::NotIn(v) => ("NotIn", Some(v.clone())),
+                            LabelOperator::Exists => ("Exists", None),
+                            LabelOperator::DoesNotExist => ("DoesNotExist", None),
+                        };
+                        RawRequirement {
+                            key: Some(req.key.clone()),
+                            operator: Some(operator.to_owned()),
+                            values,
+                        }
+                    })
+                    .collect()
+            }),
+        })
+        .collect()
 }

@@ -120,6 +120,24 @@ pub struct ServiceRequest {
     /// `spec.selector`: with `Local` traffic, sharing Services must select the
     /// same pods.
     pub selector: BTreeMap<String, String>,
+    /// The Service's labels, for pools' `service-selectors`.
+    pub labels: BTreeMap<String, String>,
+    /// Its namespace's labels, for pools' `namespace-selectors`. [`read`]
+    /// leaves them empty: the shell fills them from the Namespace it watches.
+    pub namespace_labels: BTreeMap<String, String>,
+}
+
+impl ServiceRequest {
+    /// Who the Service is and which pool it names, for
+    /// [`pools_for`](crate::choice::pools_for).
+    pub fn claimant(&self) -> crate::choice::Claimant<'_> {
+        crate::choice::Claimant {
+            namespace: &self.key.namespace,
+            labels: &self.labels,
+            namespace_labels: &self.namespace_labels,
+            pool: self.pool.as_deref(),
+        }
+    }
 }
 
 /// The `spec.loadBalancerClass` ferrolb answers to. Services without a class
@@ -405,6 +423,8 @@ pub fn read(svc: &k8s_openapi::api::core::v1::Service) -> Result<Served, Request
         ports,
         traffic_policy,
         selector: spec.selector.clone().unwrap_or_default(),
+        labels: svc.metadata.labels.clone().unwrap_or_default(),
+        namespace_labels: BTreeMap::new(),
     }))
 }
 
@@ -707,7 +727,7 @@ mod tests {
 
     #[test]
     fn a_plain_load_balancer_asks_for_one_address_of_its_family() {
-        let svc = lb("site").spec(|s| {
+        let mut svc = lb("site").spec(|s| {
             s.selector = Some([("app".to_owned(), "site".to_owned())].into());
             s.ports.as_mut().unwrap().push(ServicePort {
                 port: 53,
@@ -720,6 +740,7 @@ mod tests {
                 ..ServicePort::default()
             });
         });
+        svc.metadata.labels = Some([("tier".to_owned(), "gold".to_owned())].into());
         assert_eq!(
             request(&svc),
             ServiceRequest {
@@ -744,6 +765,8 @@ mod tests {
                 ],
                 traffic_policy: TrafficPolicy::Cluster,
                 selector: [("app".to_owned(), "site".to_owned())].into(),
+                labels: [("tier".to_owned(), "gold".to_owned())].into(),
+                namespace_labels: BTreeMap::new(),
             }
         );
     }

@@ -11,9 +11,13 @@ use serde_yaml::Value;
 
 use crate::Config;
 use crate::budget::{self, Limit};
-use crate::pool::{self, LabelOperator, LabelRequirement, NodeSelector, Pool, PoolName};
+use crate::pool::{
+    self, LabelOperator, LabelRequirement, NodeSelector, Pool, PoolName, ServiceAllocation,
+};
 use crate::range::{AddressError, AddressRange, Family};
-use crate::raw::{RawConfig, RawManifest, RawNodeSelector, RawPool, RawRequirement};
+use crate::raw::{
+    RawConfig, RawManifest, RawNodeSelector, RawPool, RawRequirement, RawServiceAllocation,
+};
 use crate::special::{SpecialPurpose, SpecialRange};
 
 /// The key of the ConfigMap's `data` holding the YAML document.
@@ -234,6 +238,34 @@ pub enum Reason {
         /// What Linux would object to.
         why: &'static str,
     },
+    /// A `service-allocation` priority below zero.
+    #[error(
+        "priority {priority} is negative; use 1 or more (lower is tried first), or leave it out to come after every pool that has one"
+    )]
+    NegativePriority {
+        /// The priority written.
+        priority: i64,
+    },
+    /// A `service-allocation` priority too large to be a priority.
+    #[error("priority {priority} is larger than {}", u32::MAX)]
+    PriorityTooLarge {
+        /// The priority written.
+        priority: i64,
+    },
+    /// A namespace name Kubernetes would refuse.
+    #[error("{name:?} is not a namespace name: {why}")]
+    BadNamespaceName {
+        /// The name written.
+        name: String,
+        /// What Kubernetes would object to.
+        why: &'static str,
+    },
+    /// A namespace listed twice in `service-allocation.namespaces`.
+    #[error("namespace {name:?} is listed twice")]
+    DuplicateNamespace {
+        /// The namespace.
+        name: String,
+    },
 }
 
 impl Reason {
@@ -259,6 +291,8 @@ impl Reason {
             | Reason::OperatorNeedsValues { .. }
             | Reason::OperatorTakesNoValues { .. } => "bad_node_selector",
             Reason::BadInterfaceName { .. } => "bad_interface",
+            Reason::NegativePriority { .. } | Reason::PriorityTooLarge { .. } => "bad_priority",
+            Reason::BadNamespaceName { .. } | Reason::DuplicateNamespace { .. } => "bad_namespace",
         }
     }
 }
@@ -343,14 +377,22 @@ impl<'a> IntoIterator for &'a ConfigErrors {
 impl fmt::Display for ConfigErrors {
     /// One error per line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{error}")?;
-        }
-        Ok(())
+        one_per_line(f, &self.0)
     }
+}
+
+/// Writes `items` one per line, without a final newline.
+pub(crate) fn one_per_line<T: fmt::Display>(
+    f: &mut fmt::Formatter<'_>,
+    items: &[T],
+) -> fmt::Result {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            writeln!(f)?;
+        }
+        write!(f, "{item}")?;
+    }
+    Ok(())
 }
 
 impl std::error::Error for ConfigErrors {}
@@ -401,6 +443,11 @@ pub enum Concern {
         /// The interface.
         name: String,
     },
+    /// `priority: 0`, which MetalLB reads as no priority, and so does ferrolb.
+    #[error(
+        "priority 0 means no priority (as in MetalLB): the pool comes after every pool that has one; leave it out or use 1 or more"
+    )]
+    PriorityZero,
 }
 
 impl Concern {
@@ -413,6 +460,7 @@ impl Concern {
             Concern::AvoidBuggyIpsWithoutIpv4 => "avoid_buggy_ips_without_ipv4",
             Concern::NoUsableAddresses => "no_usable_addresses",
             Concern::DuplicateInterface { .. } => "duplicate_interface",
+            Concern::PriorityZero => "priority_zero",
         }
     }
 }
@@ -763,6 +811,9 @@ fn pool(
         .map(|(k, s)| node_selector(v, s, &|f| path(&format!(".node-selectors[{k}]{f}"))))
         .collect();
     let interfaces = interfaces(v, raw.interfaces.unwrap_or_default(), path);
+    let service_allocation = raw
+        .service_allocation
+        .map(|a| service_allocation(v, a, &|f| path(&format!(".service-allocation{f}"))));
 
     let pool = Pool {
         name: PoolName(raw.name.unwrap_or_default()),
@@ -771,6 +822,7 @@ fn pool(
         avoid_buggy_ips: raw.avoid_buggy_ips.unwrap_or(false),
         node_selectors,
         interfaces,
+        service_allocation,
     };
     if pool.avoid_buggy_ips && !pool.ranges.is_empty() {
         if !pool.has_family(Family::V4) {
@@ -796,6 +848,78 @@ fn special_purpose(range: AddressRange, text: &str) -> Option<Reason> {
         special,
         shared,
     })
+}
+
+/// A pool's `service-allocation`; errors are recorded, bad entries dropped.
+fn service_allocation(
+    v: &mut Validation,
+    raw: RawServiceAllocation,
+    path: &dyn Fn(&str) -> ConfigPath,
+) -> ServiceAllocation {
+    let priority = match raw.priority {
+        None => None,
+        Some(0) => {
+            v.warn(path(".priority"), Concern::PriorityZero);
+            None
+        }
+        Some(priority) if priority < 0 => {
+            v.error(path(".priority"), Reason::NegativePriority { priority });
+            None
+        }
+        Some(priority) => match u32::try_from(priority) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                v.error(path(".priority"), Reason::PriorityTooLarge { priority });
+                None
+            }
+        },
+    };
+    let mut namespaces: Vec<String> = Vec::new();
+    for (k, name) in raw.namespaces.unwrap_or_default().into_iter().enumerate() {
+        let at = path(&format!(".namespaces[{k}]"));
+        if let Some(why) = dns_label_problem(&name) {
+            v.error(at, Reason::BadNamespaceName { name, why });
+        } else if namespaces.contains(&name) {
+            v.error(at, Reason::DuplicateNamespace { name });
+        } else {
+            namespaces.push(name);
+        }
+    }
+    let selectors = |v: &mut Validation, raw: Option<Vec<RawNodeSelector>>, field: &str| {
+        raw.unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(k, s)| node_selector(v, s, &|f| path(&format!(".{field}[{k}]{f}"))))
+            .collect()
+    };
+    let namespace_selectors = selectors(v, raw.namespace_selectors, "namespace-selectors");
+    let service_selectors = selectors(v, raw.service_selectors, "service-selectors");
+    ServiceAllocation {
+        priority,
+        namespaces,
+        namespace_selectors,
+        service_selectors,
+    }
+}
+
+/// What Kubernetes objects to in a namespace name (an RFC 1123 label: 1 to
+/// 63 lower-case letters, digits and `-`, starting and ending with a letter
+/// or digit), if anything.
+fn dns_label_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > 63 {
+        Some("Kubernetes allows at most 63 characters")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        Some("only lower-case letters, digits and '-' are allowed")
+    } else if name.starts_with('-') || name.ends_with('-') {
+        Some("it must start and end with a letter or digit")
+    } else {
+        None
+    }
 }
 
 /// One node selector; errors are recorded, bad requirements dropped.

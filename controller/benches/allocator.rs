@@ -24,6 +24,7 @@ fn pool(first: &str, last: &str, avoid_buggy_ips: bool) -> Pool {
         avoid_buggy_ips,
         node_selectors: Vec::new(),
         interfaces: Vec::new(),
+        service_allocation: None,
     }
 }
 
@@ -40,6 +41,8 @@ fn service(n: usize, family: Family) -> ServiceRequest {
         }],
         traffic_policy: TrafficPolicy::Cluster,
         selector: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        namespace_labels: BTreeMap::new(),
     }
 }
 

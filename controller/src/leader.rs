@@ -361,44 +361,33 @@ impl Elector {
         if let Some(mut lease) = self.written.take() {
             let spec = lease.spec.get_or_insert_with(Default::default);
             spec.renew_time = Some(stamp.clone());
-            match self
-                .bounded(
-                    self.leases
-                        .replace(&self.name, &PostParams::default(), &lease),
-                )
-                .await
-            {
-                Ok(lease) => {
-                    self.written = Some(lease);
-                    return Ok(true);
-                }
-                Err(LeaseCallError::Api(kube::Error::Api(s))) if s.code == 409 => {}
-                // The outcome is unknown: read the Lease next time.
-                Err(e) => return Err(e),
+            match self.write(&lease).await {
+                Ok(false) => {}
+                other => return other,
             }
         }
         let Some(mut lease) = self.bounded(self.leases.get_opt(&self.name)).await? else {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(self.name.clone()),
-                    ..Default::default()
-                },
-                spec: Some(self.spec(stamp.clone(), stamp, 0)),
-            };
-            return match self
-                .bounded(self.leases.create(&PostParams::default(), &lease))
-                .await
-            {
-                Ok(lease) => {
-                    self.written = Some(lease);
-                    Ok(true)
-                }
-                // Another replica created it first: it leads.
-                Err(LeaseCallError::Api(kube::Error::Api(s))) if s.code == 409 => Ok(false),
-                Err(e) => Err(e),
-            };
+            return self.create(stamp).await;
         };
         let spec = lease.spec.clone().unwrap_or_default();
+        if !self.may_take(&spec, now) {
+            return Ok(false);
+        }
+        let held_by_me = spec.holder_identity.as_deref() == Some(self.identity.as_str());
+        let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!held_by_me);
+        let acquired = match spec.acquire_time {
+            Some(acquired) if held_by_me => acquired,
+            _ => stamp.clone(),
+        };
+        lease.spec = Some(self.spec(acquired, stamp, transitions));
+        self.write(&lease).await
+    }
+
+    /// Whether this replica may write the Lease whose spec it just read: it
+    /// holds it, nobody does, or its record has not changed for a lease
+    /// duration of this replica's own clock (never the writer's timestamps:
+    /// clocks differ).
+    fn may_take(&mut self, spec: &LeaseSpec, now: Instant) -> bool {
         let holder = spec.holder_identity.clone();
         let record = (spec.renew_time.clone(), holder.clone());
         let changed = self
@@ -414,22 +403,39 @@ impl Elector {
             now.duration_since(*seen)
                 > Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64)
         });
-        if !(held_by_me || free || expired) {
-            return Ok(false);
-        }
-        let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!held_by_me);
-        let acquired = if held_by_me {
-            spec.acquire_time.unwrap_or_else(|| stamp.clone())
-        } else {
-            stamp.clone()
+        held_by_me || free || expired
+    }
+
+    /// Creates the Lease; `Ok(false)` when another replica created it first.
+    async fn create(&mut self, stamp: MicroTime) -> Result<bool, LeaseCallError> {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                ..Default::default()
+            },
+            spec: Some(self.spec(stamp.clone(), stamp, 0)),
         };
-        lease.spec = Some(self.spec(acquired, stamp, transitions));
-        // `replace` carries the resourceVersion we read: if another replica
-        // wrote in between, the API server refuses ours (409) and we lost.
+        match self
+            .bounded(self.leases.create(&PostParams::default(), &lease))
+            .await
+        {
+            Ok(lease) => {
+                self.written = Some(lease);
+                Ok(true)
+            }
+            Err(LeaseCallError::Api(kube::Error::Api(s))) if s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces the Lease with `lease`, which carries the resourceVersion it
+    /// was read or written with: if another replica wrote in between, the
+    /// API server refuses it (409) and this is `Ok(false)`.
+    async fn write(&mut self, lease: &Lease) -> Result<bool, LeaseCallError> {
         match self
             .bounded(
                 self.leases
-                    .replace(&self.name, &PostParams::default(), &lease),
+                    .replace(&self.name, &PostParams::default(), lease),
             )
             .await
         {

@@ -7,6 +7,7 @@ pub mod config_watch;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod namespaces;
 pub mod plan;
 pub mod preview;
 pub mod reconcile;

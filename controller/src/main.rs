@@ -2,6 +2,7 @@
 //! owns the flags, logging, wiring and the shutdown path; the logic lives in
 //! the library.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -13,13 +14,14 @@ use ferrolb_controller::allocator::Allocator;
 use ferrolb_controller::events::Events;
 use ferrolb_controller::leader::{Elector, Ended, Fence, Role, Timing};
 use ferrolb_controller::metrics::{self, Metrics};
+use ferrolb_controller::namespaces::NamespaceLabels;
 use ferrolb_controller::plan::Desire;
 use ferrolb_controller::reconcile::{self, Context};
 use ferrolb_controller::{config_watch, preview, status};
-use k8s_openapi::api::core::v1::Service;
-use kube::Client;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, ListParams};
 use kube::runtime::events::Reporter;
+use kube::{Client, ResourceExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -46,6 +48,15 @@ enum Command {
         /// reached through KUBECONFIG (or in-cluster config).
         #[arg(long)]
         preview: bool,
+    },
+    /// Converts MetalLB's IPAddressPools and L2Advertisements (what `kubectl
+    /// get ipaddresspools,l2advertisements -A -o yaml` prints) into ferrolb's
+    /// ConfigMap, printed on stdout; exits 1, naming every object and field
+    /// it cannot convert, without printing a config.
+    ConvertMetallb {
+        /// Files holding the objects: a List, or one object per document.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
     },
 }
 
@@ -94,6 +105,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file, preview }) => {
             runtime.block_on(check_config(&file, preview))
         }
+        Some(Command::ConvertMetallb { files }) => convert_metallb(&files),
         None => match runtime.block_on(run(cli.run)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -101,6 +113,36 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn convert_metallb(files: &[std::path::PathBuf]) -> ExitCode {
+    let mut texts = Vec::with_capacity(files.len());
+    for file in files {
+        match std::fs::read_to_string(file) {
+            Ok(text) => texts.push((file.display().to_string(), text)),
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    let borrowed: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
+    match ferrolb_config::metallb::convert(&borrowed) {
+        Ok(converted) => {
+            for warning in &converted.warnings {
+                eprintln!("warning: {warning}");
+            }
+            print!("{}", converted.manifest());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("cannot convert:\n{errors}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -140,18 +182,29 @@ async fn preview_impact(config: &Config) -> anyhow::Result<Vec<String>> {
     let client = Client::try_default()
         .await
         .context("connecting to the cluster")?;
-    let mut services = Api::<Service>::all(client)
+    let mut services = Api::<Service>::all(client.clone())
         .list(&ListParams::default())
         .await
         .context("listing Services")?
         .items;
+    let namespaces: BTreeMap<String, BTreeMap<String, String>> = Api::<Namespace>::all(client)
+        .list_metadata(&ListParams::default())
+        .await
+        .context("listing Namespaces")?
+        .items
+        .into_iter()
+        .map(|n| (n.name_any(), n.labels().clone()))
+        .collect();
     services.sort_by(|a, b| {
         (a.metadata.creation_timestamp.as_ref(), reconcile::key_of(a))
             .cmp(&(b.metadata.creation_timestamp.as_ref(), reconcile::key_of(b)))
     });
     let desires: Vec<(Desire, Vec<std::net::IpAddr>)> = services
         .iter()
-        .map(|s| (reconcile::desire(s), status::observed(s)))
+        .map(|s| {
+            let labels = |n: &str| namespaces.get(n).cloned().unwrap_or_default();
+            (reconcile::desire(s, labels), status::observed(s))
+        })
         .collect();
     Ok(preview::preview(&config.pools, &desires)
         .iter()
@@ -208,6 +261,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+    let (namespaces, follow_namespaces) = NamespaceLabels::watch(client.clone(), wake_tx.clone());
+    tokio::spawn(follow_namespaces);
     let (events, event_writer) = Events::new(
         client.clone(),
         Reporter {
@@ -225,6 +280,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         fence,
         metrics: metrics.clone(),
         wake: wake_tx,
+        namespaces: namespaces.clone(),
     });
 
     // Nothing is allocated before a valid config is in force and the
@@ -239,6 +295,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(configmap = %format!("{}/{}", args.namespace, args.config_map), "waiting for a valid config");
     tokio::select! {
         _ = config.wait_for(Option::is_some) => {}
+        _ = shutdown.cancelled() => return step_down(lost_leadership, &release).await,
+    }
+    // A Service is judged against its namespace's labels: restoring before
+    // they are known would refuse addresses of pools with namespace
+    // selectors, and move them.
+    tokio::select! {
+        () = namespaces.wait_until_ready() => {}
         _ = shutdown.cancelled() => return step_down(lost_leadership, &release).await,
     }
     let kept = reconcile::restore(&ctx)

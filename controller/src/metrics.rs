@@ -84,7 +84,8 @@ impl Metrics {
             leader.clone(),
         );
         registry.register(
-            "pool_addresses_total",
+            // A gauge: `_total` is for counters.
+            "pool_addresses",
             "Addresses a pool may hand out",
             size.clone(),
         );
@@ -270,7 +271,7 @@ mod tests {
         let text = metrics.render();
         assert!(
             text.contains(
-                "ferrolb_pool_addresses_total{pool=\"v6\",family=\"ipv6\"} 18446744073709553000.0"
+                "ferrolb_pool_addresses{pool=\"v6\",family=\"ipv6\"} 18446744073709553000.0"
             ),
             "{text}"
         );

@@ -205,6 +205,8 @@ pub(crate) mod fixtures {
             ports: Vec::new(),
             traffic_policy: TrafficPolicy::Cluster,
             selector: Default::default(),
+            labels: Default::default(),
+            namespace_labels: Default::default(),
         }
     }
 }

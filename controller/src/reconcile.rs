@@ -9,7 +9,7 @@
 //! `resourceVersion` of the Service it was planned from, so one planned from
 //! a stale cache is refused (409) and planned again, never applied.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ use crate::allocator::Allocator;
 use crate::events::{Events, Publication};
 use crate::leader::{Fence, FenceError};
 use crate::metrics::Metrics;
+use crate::namespaces::NamespaceLabels;
 use crate::plan::{Desire, Notice, plan};
 use crate::status;
 
@@ -74,6 +75,8 @@ pub struct Context {
     /// Asks for a reconcile of every Service (addresses were freed, or the
     /// pools changed).
     pub wake: mpsc::UnboundedSender<()>,
+    /// The Namespaces' labels, for pools' namespace selectors.
+    pub namespaces: NamespaceLabels,
 }
 
 impl Context {
@@ -102,10 +105,17 @@ pub fn key_of(service: &Service) -> ServiceKey {
     ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any())
 }
 
-/// What ferrolb makes of a Service object.
-pub fn desire(service: &Service) -> Desire {
+/// What ferrolb makes of a Service object, in a namespace with these
+/// labels.
+pub fn desire(
+    service: &Service,
+    namespace_labels: impl FnOnce(&str) -> BTreeMap<String, String>,
+) -> Desire {
     match request::read(service) {
-        Ok(Served::Ours(request)) => Desire::Serve(request),
+        Ok(Served::Ours(mut request)) => {
+            request.namespace_labels = namespace_labels(&request.key.namespace);
+            Desire::Serve(request)
+        }
         Ok(Served::NotOurs(_)) => Desire::NotServed(key_of(service)),
         Err(e) => Desire::Invalid(key_of(service), e.to_string()),
     }
@@ -127,7 +137,7 @@ pub async fn restore(ctx: &Context) -> Result<usize, kube::Error> {
     let mut allocator = ctx.allocator();
     for service in &services {
         let observed = status::observed(service);
-        let Desire::Serve(request) = desire(service) else {
+        let Desire::Serve(request) = desire(service, |n| ctx.namespaces.of(n)) else {
             continue;
         };
         if observed.is_empty() {
@@ -149,7 +159,7 @@ pub async fn restore(ctx: &Context) -> Result<usize, kube::Error> {
 #[instrument(skip_all, fields(service = %key_of(&service)))]
 pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let key = key_of(&service);
-    let desire = desire(&service);
+    let desire = desire(&service, |n| ctx.namespaces.of(n));
     let observed = status::observed(&service);
     let (plan, stats) = {
         let mut allocator = ctx.allocator();

@@ -8,6 +8,7 @@
 
 pub mod election;
 pub mod flags;
+pub mod l2_status;
 pub mod liveness;
 pub mod ownership;
 pub mod rate_limit;
@@ -22,6 +23,7 @@ pub mod socket;
 
 // Shells: the membership's socket, the cluster view, the discovery record,
 // the metrics endpoint.
+pub mod l2_status_writer;
 pub mod members;
 pub mod metrics;
 pub mod node_lease;

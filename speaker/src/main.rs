@@ -17,7 +17,7 @@ use ferrolb_speaker::metrics::{self, Metrics};
 use ferrolb_speaker::rate_limit::Rate;
 use ferrolb_speaker::respond::Speakers;
 use ferrolb_speaker::seal::Key;
-use ferrolb_speaker::{node_lease, watch};
+use ferrolb_speaker::{l2_status_writer, node_lease, watch};
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::Api;
@@ -184,6 +184,7 @@ async fn run(cli: Cli, key: Key) -> anyhow::Result<()> {
     // Once the drain starts, speakers taking the addresses over are expected.
     .with_leaving(shutdown.clone());
     let interfaces = announcer.interfaces();
+    let status_interfaces = announcer.interfaces();
     let metrics = Arc::new(Metrics::new(announcer.counters()));
     let announcing = tokio::spawn(announcer.run(stop_answering.clone()));
     let server = tokio::spawn(metrics::serve(
@@ -231,6 +232,16 @@ async fn run(cli: Cli, key: Key) -> anyhow::Result<()> {
         member: member_addr,
     };
     info!(node = %cli.node_name, member = %member_addr, "speaker started");
+    let (decided_tx, decided_rx) = tokio::sync::watch::channel(None);
+    let writing_statuses = tokio::spawn(l2_status_writer::run(
+        client.clone(),
+        cli.node_name.clone(),
+        l2_status_writer::Inputs {
+            decided: decided_rx,
+            interfaces: status_interfaces,
+        },
+        shutdown.clone(),
+    ));
     let watching = tokio::spawn(watch::run(
         client.clone(),
         settings,
@@ -243,6 +254,7 @@ async fn run(cli: Cli, key: Key) -> anyhow::Result<()> {
             record_missing,
             speakers: speakers_tx,
             wire_events: events_rx,
+            decided: decided_tx,
         },
         shutdown.clone(),
     ));
@@ -252,7 +264,7 @@ async fn run(cli: Cli, key: Key) -> anyhow::Result<()> {
     // its addresses over and announce them at once), keep answering a
     // moment so no client is left without an answer meanwhile, then stop.
     shutdown.cancel();
-    let _ = tokio::join!(watching, publishing);
+    let _ = tokio::join!(watching, publishing, writing_statuses);
     members.leave().await;
     let answering_until = tokio::time::Instant::now() + HANDOVER;
     let release = node_lease::release(client, &cli.namespace, &cli.node_name);

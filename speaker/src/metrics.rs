@@ -2,7 +2,7 @@
 //! keeps plain counters; this module renders them with the speaker's own
 //! gauges when scraped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -13,6 +13,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
+
+use ferrolb_config::ServiceKey;
 
 use crate::announcer::Counters;
 use crate::seal::Rejection;
@@ -27,6 +29,8 @@ pub struct Metrics {
     /// Rejected membership datagrams, indexed like [`Rejection::ALL`].
     rejected: [AtomicU64; Rejection::ALL.len()],
     refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Services with addresses no node announces.
+    unannounced: Mutex<BTreeSet<ServiceKey>>,
 }
 
 impl Metrics {
@@ -39,6 +43,7 @@ impl Metrics {
             members_live: AtomicUsize::new(0),
             rejected: Default::default(),
             refused: Mutex::default(),
+            unannounced: Mutex::default(),
         }
     }
 
@@ -68,6 +73,13 @@ impl Metrics {
     pub fn set_refused(&self, by_reason: BTreeMap<&'static str, u64>) {
         if let Ok(mut refused) = self.refused.lock() {
             *refused = by_reason;
+        }
+    }
+
+    /// Records the Services whose addresses no node announces.
+    pub fn set_unannounced(&self, services: BTreeSet<ServiceKey>) {
+        if let Ok(mut unannounced) = self.unannounced.lock() {
+            *unannounced = services;
         }
     }
 
@@ -144,6 +156,23 @@ impl Metrics {
                 .iter()
                 .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), *n)),
         );
+        // One series per Service in trouble, none for the others: bounded by
+        // the Services no node announces. One label, `namespace/name` as
+        // MetalLB's `service` label reads: a `namespace` label would clash
+        // with the one Prometheus gives the scraped pod.
+        let unannounced = self
+            .unannounced
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default();
+        family(
+            "service_unannounced",
+            "gauge",
+            "1 for each Service with addresses in its status that no node announces",
+            &mut unannounced
+                .iter()
+                .map(|service| (format!("{{service=\"{service}\"}}"), 1)),
+        );
         family(
             "api_healthy",
             "gauge",
@@ -218,4 +247,28 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_nobody_announces_has_a_series_until_someone_does() {
+        let metrics = Metrics::default();
+        metrics.set_unannounced(BTreeSet::from([ServiceKey::new("default", "web")]));
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE ferrolb_speaker_service_unannounced gauge\n")
+                && text
+                    .contains("ferrolb_speaker_service_unannounced{service=\"default/web\"} 1\n"),
+            "{text}"
+        );
+        metrics.set_unannounced(BTreeSet::new());
+        assert!(
+            !metrics
+                .render()
+                .contains("ferrolb_speaker_service_unannounced{"),
+        );
+    }
 }

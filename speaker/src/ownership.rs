@@ -19,7 +19,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 
-use ferrolb_config::{Config, Pool, PoolName, ServiceKey, SpecialPurpose, TrafficPolicy};
+use ferrolb_config::{
+    Claimant, Config, Pool, PoolName, ServiceKey, SpecialPurpose, TrafficPolicy, pools_for,
+};
 
 use crate::announcer::Announcements;
 use crate::election::{EXCLUDE_FROM_LOAD_BALANCERS, Election, NodeFacts, Rankings, ServiceAddress};
@@ -46,8 +48,10 @@ pub struct ServiceView {
     pub addresses: Vec<IpAddr>,
     /// The pool it names, if any.
     pub pool: Option<String>,
-    /// The addresses it asks for by name.
-    pub requested: Vec<IpAddr>,
+    /// Its labels, for pools' `service-selectors`.
+    pub labels: BTreeMap<String, String>,
+    /// Its namespace's labels, for pools' `namespace-selectors`.
+    pub namespace_labels: BTreeMap<String, String>,
     /// `spec.externalTrafficPolicy`.
     pub traffic_policy: TrafficPolicy,
     /// Whether any endpoint can serve (ready, or terminating but serving).
@@ -79,9 +83,9 @@ pub enum Refusal {
     },
     /// It lies in no pool.
     NotInPool,
-    /// Its pool is not one the Service may take addresses from: it names
-    /// another pool, or the pool does not assign automatically and the
-    /// Service did not ask for the address.
+    /// Its pool is not one the Service may take addresses from
+    /// ([`pools_for`]): it names another pool, or the pool's
+    /// `service-allocation` does not admit it.
     PoolNotAllowed {
         /// The pool it lies in.
         pool: PoolName,
@@ -129,14 +133,20 @@ pub struct Screened<'c> {
 
 /// Sorts `service`'s status addresses: an address is announced only if it
 /// is not special-purpose, is no node's own, and lies in a pool the Service
-/// may use — by the allocator's rule, the pool holding an address it asks
-/// for by name, else the pool it names, else any pool that assigns
-/// automatically.
+/// may use — [`pools_for`], the rule the controller's allocator holds
+/// addresses by.
 pub fn screen<'c>(config: &'c Config, service: &ServiceView, nodes: &[NodeView]) -> Screened<'c> {
     let mut screened = Screened {
         announceable: Vec::new(),
         refused: Vec::new(),
     };
+    let claimant = Claimant {
+        namespace: &service.key.namespace,
+        labels: &service.labels,
+        namespace_labels: &service.namespace_labels,
+        pool: service.pool.as_deref(),
+    };
+    let admitted = pools_for(&config.pools, &claimant);
     for &ip in &service.addresses {
         let refusal = if let Some(purpose) = SpecialPurpose::of(ip) {
             Err(Refusal::SpecialPurpose(purpose))
@@ -148,12 +158,7 @@ pub fn screen<'c>(config: &'c Config, service: &ServiceView, nodes: &[NodeView])
             match config.pool_of(ip) {
                 None => Err(Refusal::NotInPool),
                 Some(pool) => {
-                    let allowed = service.requested.contains(&ip)
-                        || match &service.pool {
-                            Some(name) => *name == pool.name.0,
-                            None => pool.auto_assign,
-                        };
-                    if allowed {
+                    if admitted.iter().any(|&i| config.pools[i].name == pool.name) {
                         Ok(pool)
                     } else {
                         Err(Refusal::PoolNotAllowed {
@@ -201,6 +206,26 @@ pub fn refusals(config: &Config, services: &[ServiceView], nodes: &[NodeView]) -
                 })
         })
         .collect()
+}
+
+/// The Services with addresses in their status that no node announces, from
+/// one plan's `owners` (a Service the election left without an owner) and
+/// its [`refusals`] (a Service all of whose addresses are refused, which the
+/// election never sees). A Service with some addresses announced is not
+/// among them: its refused ones are counted as addresses.
+pub fn unannounced(
+    owners: &BTreeMap<ServiceKey, Option<String>>,
+    refused: &[Refused],
+) -> BTreeSet<ServiceKey> {
+    let without_owner = owners
+        .iter()
+        .filter(|(_, owner)| owner.is_none())
+        .map(|(service, _)| service.clone());
+    let all_refused = refused
+        .iter()
+        .filter(|r| !owners.contains_key(&r.service))
+        .map(|r| r.service.clone());
+    without_owner.chain(all_refused).collect()
 }
 
 /// Decides, from node `me`'s view, who announces every Service's addresses
@@ -295,6 +320,9 @@ pub struct Plan {
     pub changes: Vec<OwnerChange>,
     /// The owner per Service now, for the next plan.
     pub owners: BTreeMap<ServiceKey, Option<String>>,
+    /// Every Service's decision, for its status object
+    /// ([`crate::l2_status`]).
+    pub decisions: Vec<Decision>,
 }
 
 /// Plans, from node `me`'s view, what it announces and which events it
@@ -317,7 +345,7 @@ pub fn plan(
     let (mut announcements, decisions) = decide(config, services, nodes, live, me, rankings);
     let mut now_owners = BTreeMap::new();
     let mut changes = Vec::new();
-    for decision in decisions {
+    for decision in decisions.iter().cloned() {
         let owner = decision.election.owner.clone();
         now_owners.insert(decision.service.clone(), owner.clone());
         // An address another speaker held is taken over at once: the
@@ -363,6 +391,7 @@ pub fn plan(
         announcements: announcements.reannounced(reannounce),
         changes,
         owners: now_owners,
+        decisions,
     }
 }
 
@@ -393,7 +422,8 @@ mod tests {
             key: ServiceKey::new("default", name),
             addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
             pool: None,
-            requested: Vec::new(),
+            labels: BTreeMap::new(),
+            namespace_labels: BTreeMap::new(),
             traffic_policy: TrafficPolicy::Cluster,
             has_serving_endpoints: true,
             ready_endpoint_nodes: BTreeSet::new(),
@@ -422,6 +452,38 @@ mod tests {
             })
             .collect();
         assert_eq!(owners.len(), 1, "owners: {owners:?}");
+    }
+
+    #[test]
+    fn a_service_is_unannounced_without_an_owner_or_with_every_address_refused() {
+        let nodes = [node("node-1")];
+        let mut local = service("local", &["198.51.100.11"]);
+        local.traffic_policy = TrafficPolicy::Local;
+        local.has_serving_endpoints = false;
+        let services = [
+            service("web", &["198.51.100.10"]),
+            local,
+            service("outside", &["203.0.113.7"]),
+            service("half", &["198.51.100.12", "203.0.113.8"]),
+        ];
+        let plan = plan(
+            &config(),
+            &services,
+            &nodes,
+            &live(&["node-1"]),
+            "node-1",
+            &BTreeMap::new(),
+            0,
+            &mut Rankings::new(),
+        );
+        let refused = refusals(&config(), &services, &nodes);
+        assert_eq!(
+            unannounced(&plan.owners, &refused),
+            BTreeSet::from([
+                ServiceKey::new("default", "local"),
+                ServiceKey::new("default", "outside"),
+            ])
+        );
     }
 
     #[test]
@@ -530,17 +592,6 @@ mod tests {
     }
 
     /// Pools `a` (auto-assign), `b` (auto-assign) and `manual` (not).
-    fn three_pools() -> Config {
-        Config::from_yaml(
-            "address-pools:\n\
-             - {name: a, protocol: layer2, addresses: [198.51.100.0/26]}\n\
-             - {name: b, protocol: layer2, addresses: [198.51.100.64/26]}\n\
-             - {name: manual, protocol: layer2, addresses: [203.0.113.0/24], auto-assign: false}\n",
-        )
-        .expect("valid")
-        .config
-    }
-
     #[test]
     fn every_ingress_address_is_checked_not_only_the_first() {
         let nodes = [node("node-1")];
@@ -618,7 +669,17 @@ mod tests {
 
     #[test]
     fn only_pools_the_service_may_use_count() {
-        let config = three_pools();
+        let config = Config::from_yaml(
+            "address-pools:\n\
+             - {name: a, protocol: layer2, addresses: [198.51.100.0/26]}\n\
+             - {name: manual, protocol: layer2, addresses: [203.0.113.0/24], auto-assign: false}\n\
+             - name: team\n  protocol: layer2\n  addresses: [198.51.100.64/26]\n\
+             \x20 service-allocation: {namespaces: [team-a], service-selectors: [{match-labels: {tier: gold}}]}\n\
+             - name: prod\n  protocol: layer2\n  addresses: [198.51.100.128/26]\n\
+             \x20 service-allocation: {namespace-selectors: [{match-labels: {env: prod}}]}\n",
+        )
+        .expect("valid")
+        .config;
         let nodes = [node("node-1")];
         let announceable = |svc: &ServiceView| {
             screen(&config, svc, &nodes)
@@ -627,33 +688,56 @@ mod tests {
                 .map(|(ip, pool)| format!("{ip} from {}", pool.name.0))
                 .collect::<Vec<_>>()
         };
-        // No pool named: any auto-assign pool, never the manual one.
-        let plain = service("web", &["198.51.100.1", "198.51.100.65", "203.0.113.1"]);
+        let all = [
+            "198.51.100.1",
+            "203.0.113.1",
+            "198.51.100.65",
+            "198.51.100.129",
+        ];
+        // No pool named: every pool that admits it, auto-assign or not (a
+        // Service keeps an address of a pool that stopped auto-assigning).
+        let plain = service("web", &all);
         assert_eq!(
             announceable(&plain),
-            vec!["198.51.100.1 from a", "198.51.100.65 from b"]
+            vec!["198.51.100.1 from a", "203.0.113.1 from manual"]
         );
         assert_eq!(
             screen(&config, &plain, &nodes).refused,
-            vec![(
-                "203.0.113.1".parse().unwrap(),
-                Refusal::PoolNotAllowed {
-                    pool: PoolName("manual".into())
-                }
-            )]
+            vec![
+                (
+                    "198.51.100.65".parse().unwrap(),
+                    Refusal::PoolNotAllowed {
+                        pool: PoolName("team".into())
+                    }
+                ),
+                (
+                    "198.51.100.129".parse().unwrap(),
+                    Refusal::PoolNotAllowed {
+                        pool: PoolName("prod".into())
+                    }
+                ),
+            ]
         );
-        // Naming a pool: only that pool, auto-assign or not.
+        // The pinned pools admit their namespace and labels.
+        let mut gold = service("web", &all);
+        gold.key.namespace = "team-a".into();
+        gold.labels = [("tier".to_owned(), "gold".to_owned())].into();
+        gold.namespace_labels = [("env".to_owned(), "prod".to_owned())].into();
+        assert_eq!(
+            announceable(&gold),
+            vec![
+                "198.51.100.1 from a",
+                "203.0.113.1 from manual",
+                "198.51.100.65 from team",
+                "198.51.100.129 from prod"
+            ]
+        );
+        // Naming a pool: only that pool, auto-assign or not, if it admits it.
         let mut named = plain.clone();
         named.pool = Some("manual".into());
         assert_eq!(announceable(&named), vec!["203.0.113.1 from manual"]);
-        // Asking for an address by name: that address, from any pool.
-        let mut requested = plain.clone();
-        requested.pool = Some("a".into());
-        requested.requested = ips(&["203.0.113.1"]);
-        assert_eq!(
-            announceable(&requested),
-            vec!["198.51.100.1 from a", "203.0.113.1 from manual"]
-        );
+        named.pool = Some("team".into());
+        assert!(announceable(&named).is_empty());
     }
 
     #[test]

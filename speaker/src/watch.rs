@@ -1,5 +1,6 @@
 //! The speaker's view of the cluster: watches Services, EndpointSlices,
-//! Nodes, the speakers' discovery Leases and ferrolb's ConfigMap, feeds the
+//! Nodes, Namespaces (labels only), the speakers' discovery Leases and
+//! ferrolb's ConfigMap, feeds the
 //! address book to the membership and the speakers' MACs to the announcer,
 //! and after every change of a view or of the membership asks [`plan`] what
 //! this node announces and says, then carries that out: publishes the
@@ -17,9 +18,9 @@ use ferrolb_config::request::{self, Served};
 use ferrolb_config::{Config, ServiceKey, last_good_configmap};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::Api;
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -31,10 +32,11 @@ use tracing::{info, warn};
 
 use crate::announcer::{Announcements, WireEvent};
 use crate::election::Rankings;
+use crate::l2_status_writer::{self, Decided};
 use crate::members::{MemberView, Members};
 use crate::metrics::Metrics;
 use crate::node_lease::{MACS_ANNOTATION, MEMBER_ADDRESS, parse_macs};
-use crate::ownership::{NodeView, PlannedEvent, Refused, ServiceView, plan, refusals};
+use crate::ownership::{NodeView, PlannedEvent, Refused, ServiceView, plan, refusals, unannounced};
 use crate::respond::Speakers;
 use crate::wire::MacAddr;
 
@@ -60,7 +62,7 @@ pub struct Settings {
 }
 
 /// How many watches feed the decisions.
-const ALL_SOURCES: usize = 6;
+const ALL_SOURCES: usize = 7;
 
 /// Which watch a change came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -72,6 +74,8 @@ enum Source {
     Config,
     /// The controller's copy of the last config it accepted.
     LastGoodConfig,
+    /// Namespaces' labels, for pools' namespace selectors.
+    Namespaces,
 }
 
 /// How long the MACs of a speaker that released its Lease count as a
@@ -98,6 +102,8 @@ pub struct Wiring {
     pub speakers: watch::Sender<Speakers>,
     /// What the announcer saw on the wire, to raise events for.
     pub wire_events: mpsc::UnboundedReceiver<WireEvent>,
+    /// Where the decisions go, for the status objects.
+    pub decided: watch::Sender<Option<Decided>>,
 }
 
 /// Runs until `shutdown`, publishing this node's announcements and the
@@ -112,6 +118,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
         record_missing,
         speakers,
         mut wire_events,
+        decided,
     } = wiring;
     let (changes, mut changed) = mpsc::unbounded_channel::<(Source, bool)>();
     let services = reflect::<Service>(
@@ -132,6 +139,14 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
         Api::all(client.clone()),
         watcher::Config::default(),
         Source::Nodes,
+        &changes,
+        &shutdown,
+    );
+    // Labels only: a pool's namespace selectors need nothing else.
+    let namespaces = reflect::<PartialObjectMeta<Namespace>>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        Source::Namespaces,
         &changes,
         &shutdown,
     );
@@ -198,6 +213,11 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
                 state.report(event, &services.state()).await;
                 continue;
             }
+            // A handover grace ends: the speakers' view must say so even if
+            // nothing else changes, or a speaker that joined would be taken
+            // for one handing over for as long as the cluster stays quiet,
+            // and its claims would never count as a split brain.
+            () = until(state.next_handover_end()) => {}
         }
         let now = Instant::now();
         if state.synced.contains(&Source::Leases) {
@@ -225,7 +245,13 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
         };
         let live = &members_view.live;
         let services = services.state();
-        let views = service_views(&services, &slices.state());
+        let namespace_labels = |name: &str| {
+            namespaces
+                .get(&reflector::ObjectRef::new(name))
+                .and_then(|n| n.metadata.labels.clone())
+                .unwrap_or_default()
+        };
+        let views = service_views(&services, &slices.state(), &namespace_labels);
         let node_views = node_views(&nodes.state());
         let plan = plan(
             &config,
@@ -237,10 +263,13 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
             members_view.reannounce,
             &mut state.rankings,
         );
+        let refused = refusals(&config, &views, &node_views);
         state
-            .report_refusals(refusals(&config, &views, &node_views), &services, live)
-            .await;
+            .metrics
+            .set_unannounced(unannounced(&plan.owners, &refused));
+        state.report_refusals(refused, &services, live).await;
         state.metrics.set_announced(plan.announcements.len());
+        l2_status_writer::publish(&decided, &plan, live);
         announcements.send_if_modified(|current| {
             let changed = *current != plan.announcements;
             *current = plan.announcements.clone();
@@ -356,6 +385,15 @@ impl State {
             self.book = book.clone();
             members.book(book).await;
         }
+    }
+
+    /// When the earliest handover grace ends, if any runs.
+    fn next_handover_end(&self) -> Option<Instant> {
+        self.handing_over
+            .values()
+            .chain(self.joined.values())
+            .min()
+            .map(|at| *at + HANDOVER_GRACE)
     }
 
     /// The speakers' MACs from their Leases: this node's own, the others',
@@ -687,8 +725,13 @@ fn key_of(service: &Service) -> ServiceKey {
     ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any())
 }
 
-/// The Services ferrolb serves that hold addresses, with their endpoints.
-fn service_views(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Vec<ServiceView> {
+/// The Services ferrolb serves that hold addresses, with their endpoints
+/// and their namespace's labels.
+fn service_views(
+    services: &[Arc<Service>],
+    slices: &[Arc<EndpointSlice>],
+    namespace_labels: &dyn Fn(&str) -> BTreeMap<String, String>,
+) -> Vec<ServiceView> {
     let mut endpoints: BTreeMap<(String, String), (bool, BTreeSet<String>)> = BTreeMap::new();
     for slice in slices {
         let Some(service) = slice.labels().get("kubernetes.io/service-name") else {
@@ -733,10 +776,11 @@ fn service_views(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Ve
                 .cloned()
                 .unwrap_or_default();
             Some(ServiceView {
+                namespace_labels: namespace_labels(&request.key.namespace),
                 key: request.key,
                 addresses,
                 pool: request.pool,
-                requested: request.requested,
+                labels: request.labels,
                 traffic_policy: request.traffic_policy,
                 has_serving_endpoints,
                 ready_endpoint_nodes,
@@ -769,6 +813,14 @@ fn node_views(nodes: &[Arc<Node>]) -> Vec<NodeView> {
             }
         })
         .collect()
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]
@@ -905,7 +957,8 @@ mod node_view_tests {
             key: ServiceKey::new("default", "web"),
             addresses: vec!["198.51.100.10".parse().unwrap()],
             pool: None,
-            requested: Vec::new(),
+            labels: BTreeMap::new(),
+            namespace_labels: BTreeMap::new(),
             traffic_policy: ferrolb_config::TrafficPolicy::Cluster,
             has_serving_endpoints: true,
             ready_endpoint_nodes: BTreeSet::new(),

@@ -55,6 +55,7 @@ impl Cluster {
             lan.v6(0xffff)
         );
         apply_config(&client, &config).await;
+        install_crds(&plane);
         let controller = Daemon::start(
             "ferrolb-controller",
             &["--metrics-address", "127.0.0.1:0"],
@@ -152,6 +153,22 @@ impl Cluster {
             .position(|n| n.mac.eq_ignore_ascii_case(mac))
             .map(|i| i + 1)
     }
+}
+
+/// Installs ferrolb's CustomResourceDefinitions (`deploy/crds/`) as an
+/// operator does, and waits until the API server serves them.
+pub fn install_crds(plane: &ControlPlane) {
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/crds");
+    plane.kubectl(&["apply", "-f", crds]);
+    plane.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout",
+        "60s",
+        "-f",
+        crds,
+    ]);
 }
 
 /// The membership key the test speakers share (what an operator puts in

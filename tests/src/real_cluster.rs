@@ -190,6 +190,16 @@ impl RealCluster {
     /// manifests, the pool ConfigMap; returns when the speaker DaemonSet has
     /// rolled out and a controller is ready.
     pub fn install_ferrolb(&self) {
+        self.install_ferrolb_with(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ferrolb-config, namespace: ferrolb-system}}\n\
+             data:\n  config: |\n    address-pools:\n    - name: lan\n      protocol: layer2\n      addresses: [{}]\n",
+            self.pool
+        ));
+    }
+
+    /// Installs ferrolb as [`install_ferrolb`](Self::install_ferrolb) does,
+    /// with `configmap` (a ConfigMap manifest) as its pools.
+    pub fn install_ferrolb_with(&self, configmap: &str) {
         self.kubectl_ok(&["create", "namespace", "ferrolb-system"]);
         self.kubectl_ok(&[
             "create",
@@ -200,13 +210,11 @@ impl RealCluster {
             "ferrolb-memberlist",
             &format!("--from-literal=secretkey={}", membership_key()),
         ]);
+        let crds = root().join("deploy/crds");
+        self.kubectl_ok(&["apply", "-f", crds.to_str().expect("utf-8 path")]);
         let manifest = root().join("deploy/ferrolb.yaml");
         self.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
-        self.apply(&format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ferrolb-config, namespace: ferrolb-system}}\n\
-             data:\n  config: |\n    address-pools:\n    - name: lan\n      protocol: layer2\n      addresses: [{}]\n",
-            self.pool
-        ));
+        self.apply(configmap);
         self.rollout_status("daemonset/speaker");
         // One ready controller is enough to serve; whether the standby is
         // Ready too is the rollout test's question.
@@ -260,7 +268,7 @@ impl RealCluster {
     /// or `Local`); returns the EXTERNAL-IP once ferrolb assigned it and a
     /// backend is ready.
     pub fn deploy_backend(&self, name: &str, replicas: usize, on: &[&str], policy: &str) -> String {
-        self.apply(&backend_manifest(name, replicas, on, policy));
+        self.apply(&backend_manifest("default", name, replicas, on, policy));
         self.kubectl_ok(&[
             "rollout",
             "status",
@@ -458,8 +466,14 @@ fn membership_key() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The backend Deployment and its LoadBalancer Service.
-fn backend_manifest(name: &str, replicas: usize, on: &[&str], policy: &str) -> String {
+/// The backend Deployment and its LoadBalancer Service `name`, in `namespace`.
+pub fn backend_manifest(
+    namespace: &str,
+    name: &str,
+    replicas: usize,
+    on: &[&str],
+    policy: &str,
+) -> String {
     let affinity = if on.is_empty() {
         String::new()
     } else {
@@ -472,7 +486,7 @@ fn backend_manifest(name: &str, replicas: usize, on: &[&str], policy: &str) -> S
     format!(
         "apiVersion: apps/v1
 kind: Deployment
-metadata: {{name: {name}, namespace: default}}
+metadata: {{name: {name}, namespace: {namespace}}}
 spec:
   replicas: {replicas}
   selector: {{matchLabels: {{app: {name}}}}}
@@ -493,7 +507,7 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {{name: {name}, namespace: default}}
+metadata: {{name: {name}, namespace: {namespace}}}
 spec:
   type: LoadBalancer
   externalTrafficPolicy: {policy}

@@ -12,6 +12,7 @@ use ferrolb_controller::allocator::Allocator;
 use ferrolb_controller::events::Events;
 use ferrolb_controller::leader::{Fence, FenceError};
 use ferrolb_controller::metrics::Metrics;
+use ferrolb_controller::namespaces::NamespaceLabels;
 use ferrolb_controller::reconcile::{Context, ReconcileError, reconcile};
 use ferrolb_e2e::ControlPlane;
 use ferrolb_e2e::objects::{LoadBalancer, namespace};
@@ -50,6 +51,7 @@ fn context(client: kube::Client, fence: Fence) -> Arc<Context> {
         fence,
         metrics,
         wake,
+        namespaces: NamespaceLabels::unwatched(),
     })
 }
 

@@ -340,10 +340,7 @@ async fn a_refused_config_keeps_every_address_and_a_shrunk_pool_moves_only_who_i
         "kubectl describe svc high:\n{described}"
     );
     controller
-        .wait_metric(
-            "ferrolb_pool_addresses_total{pool=\"main\",family=\"ipv4\"}",
-            6.0,
-        )
+        .wait_metric("ferrolb_pool_addresses{pool=\"main\",family=\"ipv4\"}", 6.0)
         .await;
 }
 

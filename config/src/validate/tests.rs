@@ -91,6 +91,7 @@ fn a_full_config_reads_into_pools_in_the_order_written() {
                 avoid_buggy_ips: false,
                 node_selectors: vec![],
                 interfaces: vec![],
+                service_allocation: None,
             },
             Pool {
                 name: PoolName("expensive".into()),
@@ -120,6 +121,7 @@ fn a_full_config_reads_into_pools_in_the_order_written() {
                     },
                 ],
                 interfaces: vec!["eth0".into(), "bond0.100".into()],
+                service_allocation: None,
             },
         ]
     );
@@ -183,7 +185,7 @@ fn unknown_fields_are_refused_with_their_path_and_position() {
     assert_eq!(
         errors(&yaml),
         vec![
-            "line 6 column 3: address-pools[0]: unknown field `auto-asign`, expected one of `name`, `protocol`, `addresses`, `auto-assign`, `avoid-buggy-ips`, `bgp-advertisements`, `node-selectors`, `interfaces`"
+            "line 6 column 3: address-pools[0]: unknown field `auto-asign`, expected one of `name`, `protocol`, `addresses`, `auto-assign`, `avoid-buggy-ips`, `bgp-advertisements`, `node-selectors`, `interfaces`, `service-allocation`"
         ]
     );
     assert_eq!(
@@ -560,6 +562,104 @@ fn interfaces_must_be_names_linux_accepts() {
 }
 
 #[test]
+fn service_allocation_reads_metallbs_fields() {
+    let yaml = format!(
+        "{}{}",
+        one_pool(&["198.51.100.0/28"]),
+        r#"  service-allocation:
+    priority: 50
+    namespaces: [namespace-a, namespace-b]
+    namespace-selectors:
+    - match-labels: {foo: bar}
+    service-selectors:
+    - match-expressions:
+      - {key: app, operator: In, values: [bar]}
+"#
+    );
+    let v = validated(&yaml);
+    assert_eq!(v.warnings, vec![]);
+    assert_eq!(
+        v.config.pools[0].service_allocation,
+        Some(crate::pool::documented_allocation())
+    );
+    // An empty one still makes the pool one with a service allocation.
+    let empty = format!(
+        "{}  service-allocation: {{}}\n",
+        one_pool(&["198.51.100.0/28"])
+    );
+    assert_eq!(
+        validated(&empty).config.pools[0].service_allocation,
+        Some(ServiceAllocation::default())
+    );
+}
+
+#[test]
+fn service_allocation_errors_name_the_pool_and_the_field() {
+    let yaml = format!(
+        "{}{}",
+        one_pool(&["198.51.100.0/28"]),
+        r#"  service-allocation:
+    priority: -1
+    namespaces: [team-a, Team_B, team-a, ""]
+    namespace-selectors:
+    - match-expressions:
+      - {key: env, operator: Is, values: [prod]}
+    service-selectors:
+    - match-expressions:
+      - {key: app, operator: In}
+"#
+    );
+    assert_eq!(
+        errors(&yaml),
+        vec![
+            "pool \"default\": address-pools[0].service-allocation.priority: priority -1 is negative; use 1 or more (lower is tried first), or leave it out to come after every pool that has one",
+            "pool \"default\": address-pools[0].service-allocation.namespaces[1]: \"Team_B\" is not a namespace name: only lower-case letters, digits and '-' are allowed",
+            "pool \"default\": address-pools[0].service-allocation.namespaces[2]: namespace \"team-a\" is listed twice",
+            "pool \"default\": address-pools[0].service-allocation.namespaces[3]: \"\" is not a namespace name: it is empty",
+            "pool \"default\": address-pools[0].service-allocation.namespace-selectors[0].match-expressions[0].operator: unknown operator \"Is\"; use In, NotIn, Exists or DoesNotExist",
+            "pool \"default\": address-pools[0].service-allocation.service-selectors[0].match-expressions[0].values: operator In needs at least one value",
+        ]
+    );
+    let huge = format!(
+        "{}  service-allocation: {{priority: 4294967296}}\n",
+        one_pool(&["198.51.100.0/28"])
+    );
+    assert_eq!(
+        errors(&huge),
+        vec![
+            "pool \"default\": address-pools[0].service-allocation.priority: priority 4294967296 is larger than 4294967295"
+        ]
+    );
+    let unknown = format!(
+        "{}  service-allocation: {{namespace: [a]}}\n",
+        one_pool(&["198.51.100.0/28"])
+    );
+    assert!(
+        errors(&unknown)[0].contains("unknown field `namespace`"),
+        "{:?}",
+        errors(&unknown)
+    );
+}
+
+#[test]
+fn priority_zero_is_no_priority_with_a_warning() {
+    let yaml = format!(
+        "{}  service-allocation: {{priority: 0}}\n",
+        one_pool(&["198.51.100.0/28"])
+    );
+    assert_eq!(
+        warnings(&yaml),
+        vec![
+            "pool \"default\": address-pools[0].service-allocation.priority: priority 0 means no priority (as in MetalLB): the pool comes after every pool that has one; leave it out or use 1 or more"
+        ]
+    );
+    assert_eq!(
+        validated(&yaml).config.pools[0].service_allocation,
+        Some(ServiceAllocation::default())
+    );
+}
+
+#[test]
 fn all_errors_are_reported_at_once_one_per_line() {
     let yaml = r#"
 peers: [{peer-address: 10.0.0.1}]
@@ -605,7 +705,7 @@ fn configmap_data_errors_count_lines_within_the_config_string() {
     let errors = Config::from_configmap_data(&data).unwrap_err();
     assert_eq!(
         errors.first().to_string(),
-        "data.config line 4 column 3: address-pools[0]: unknown field `adresses`, expected one of `name`, `protocol`, `addresses`, `auto-assign`, `avoid-buggy-ips`, `bgp-advertisements`, `node-selectors`, `interfaces`"
+        "data.config line 4 column 3: address-pools[0]: unknown field `adresses`, expected one of `name`, `protocol`, `addresses`, `auto-assign`, `avoid-buggy-ips`, `bgp-advertisements`, `node-selectors`, `interfaces`, `service-allocation`"
     );
     assert_eq!(
         errors.first().reason,
@@ -615,7 +715,7 @@ fn configmap_data_errors_count_lines_within_the_config_string() {
                 line: 4,
                 column: 3
             }),
-            message: "address-pools[0]: unknown field `adresses`, expected one of `name`, `protocol`, `addresses`, `auto-assign`, `avoid-buggy-ips`, `bgp-advertisements`, `node-selectors`, `interfaces`".to_owned(),
+            message: "address-pools[0]: unknown field `adresses`, expected one of `name`, `protocol`, `addresses`, `auto-assign`, `avoid-buggy-ips`, `bgp-advertisements`, `node-selectors`, `interfaces`, `service-allocation`".to_owned(),
         }
     );
 }
@@ -714,12 +814,32 @@ fn any_config() -> impl Strategy<Value = Config> {
             match_labels,
             match_expressions,
         });
+    let selectors = |n: usize| proptest::collection::vec(selector.clone(), 0..n);
+    let allocation = proptest::option::of(
+        (
+            proptest::option::of(1u32..),
+            proptest::collection::btree_set("[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", 0..3),
+            selectors(3),
+            selectors(3),
+        )
+            .prop_map(
+                |(priority, namespaces, namespace_selectors, service_selectors)| {
+                    ServiceAllocation {
+                        priority,
+                        namespaces: namespaces.into_iter().collect(),
+                        namespace_selectors,
+                        service_selectors,
+                    }
+                },
+            ),
+    );
     let options = (
         name,
         any::<bool>(),
         any::<bool>(),
-        proptest::collection::vec(selector, 0..3),
+        selectors(3),
         proptest::collection::btree_set("[a-z][a-z0-9.]{0,14}", 0..3),
+        allocation,
     );
     // Cut points splitting each family's space into disjoint spans.
     let v4_cuts = proptest::collection::btree_set(any::<u32>(), 2..12);
@@ -735,7 +855,17 @@ fn any_config() -> impl Strategy<Value = Config> {
                 .into_iter()
                 .enumerate()
                 .map(
-                    |(i, (name, auto_assign, avoid_buggy_ips, node_selectors, interfaces))| Pool {
+                    |(
+                        i,
+                        (
+                            name,
+                            auto_assign,
+                            avoid_buggy_ips,
+                            node_selectors,
+                            interfaces,
+                            allocation,
+                        ),
+                    )| Pool {
                         // Unique names however the generator repeats itself.
                         name: PoolName(format!("{name}{i}")),
                         ranges: vec![],
@@ -743,6 +873,7 @@ fn any_config() -> impl Strategy<Value = Config> {
                         avoid_buggy_ips,
                         node_selectors,
                         interfaces: interfaces.into_iter().collect(),
+                        service_allocation: allocation,
                     },
                 )
                 .collect();

@@ -104,6 +104,18 @@ pub enum AllocError {
         /// The name as the Service wrote it.
         pool: String,
     },
+    /// The pool's `service-allocation` does not admit the Service (its
+    /// namespace or labels), whether it names the pool, requests or holds
+    /// an address of it. Nothing was allocated.
+    #[error(
+        "pool {pool} does not admit {service}: its service-allocation names other namespaces or Services"
+    )]
+    PoolNotAllowed {
+        /// The Service.
+        service: ServiceKey,
+        /// The pool.
+        pool: PoolName,
+    },
     /// The address lies in another pool than the one the Service names.
     /// Nothing was allocated.
     #[error("{ip} belongs to pool {actual_pool}, not to the requested pool {requested_pool}")]
@@ -173,6 +185,7 @@ impl AllocError {
             AllocError::NotInAnyPool { .. } => "not-in-any-pool",
             AllocError::UnknownPool { .. } => "unknown-pool",
             AllocError::WrongPool { .. } => "wrong-pool",
+            AllocError::PoolNotAllowed { .. } => "pool-not-allowed",
             AllocError::BuggyAddress { .. } => "buggy-ip",
             AllocError::MixedPools { .. } => "mixed-pools",
             AllocError::FamilyMismatch { .. } => "family-mismatch",

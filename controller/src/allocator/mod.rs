@@ -16,8 +16,8 @@
 //! so finding the lowest free address is O(log n) even in a nearly full /16,
 //! and with avoid-buggy-ips a second index of the spans holding a usable
 //! address keeps it O(log n) (spans made only of `.255`/`.0` are never
-//! walked). Auto-assignment tries pools and ranges in config order:
-//! O(P·R·log n). Finding a requested address's pool is O(R). Joining a shared
+//! walked). Auto-assignment tries pools in [`pools_for`]'s order (O(P log P)
+//! to find) and their ranges in config order: O(P·R·log n). Finding a requested address's pool is O(R). Joining a shared
 //! address scans the addresses carrying the same sharing key, checking each
 //! holder's ports: O(m·h·p) for m such addresses, h holders, p ports.
 //! `release` is O(log n) per address; `set_pools` rebuilds: O(n log n + R).
@@ -36,7 +36,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ferrolb_config::range::{from_u128, to_u128};
 use ferrolb_config::{
     AddressRange, Family, FamilyPolicy, Pool, PoolName, ServiceKey, ServiceRequest, SharingKey,
-    TrafficPolicy,
+    TrafficPolicy, pools_for,
 };
 
 pub use error::AllocError;
@@ -99,7 +99,9 @@ pub struct PoolStats {
 /// config.
 #[derive(Debug, Clone, Default)]
 pub struct Allocator {
-    /// In config order: auto-assignment tries them in this order.
+    /// The pools as configured, for [`pools_for`]: which a Service may use.
+    config: Vec<Pool>,
+    /// In config order, beside `config`.
     pools: Vec<PoolState>,
     services: BTreeMap<ServiceKey, Holding>,
     /// Every address held by at least one Service.
@@ -298,6 +300,7 @@ impl Allocator {
     /// An allocator over `pools` (in config order) holding nothing.
     pub fn new(pools: &[Pool]) -> Allocator {
         Allocator {
+            config: pools.to_vec(),
             pools: pools.iter().map(PoolState::new).collect(),
             ..Allocator::default()
         }
@@ -311,14 +314,23 @@ impl Allocator {
     /// request no longer allows them (see [`check_held`](Self::check_held)),
     /// they are released first. Then:
     ///
+    /// The pools a Service may use at all are [`pools_for`]'s: a pool whose
+    /// `service-allocation` does not admit the Service is never used for it,
+    /// however the Service asks. Among those:
+    ///
     /// * requested addresses are honoured exactly, from any pool (auto-assign
     ///   or not), if they are free or may be shared; otherwise the Service gets
     ///   nothing, never a different address;
     /// * else from the named pool, whether it auto-assigns or not;
-    /// * else from the first auto-assign pool, in config order, with a free
-    ///   address of each family the Service needs (PreferDualStack: the first
-    ///   with both, else the first with its primary family, else the first
-    ///   with the other).
+    /// * else from the first auto-assign pool, in [`pools_for`]'s order
+    ///   (priority, then config order), with a free address of each family
+    ///   the Service needs (PreferDualStack: the first with both, else the
+    ///   first with its primary family, else the first with the other).
+    ///
+    /// A Service holding addresses from a pool that no longer admits it (its
+    /// namespace, labels or the pool's `service-allocation` changed) is
+    /// treated as one holding addresses of a removed pool: they are released
+    /// and it is assigned anew, so its address changes.
     ///
     /// Within a pool, a Service with a sharing key first joins the lowest
     /// address already shared under that key that it may share; otherwise it
@@ -381,8 +393,8 @@ impl Allocator {
     }
 
     /// Replaces the pools after a config change. Every allocation still
-    /// inside one pool (the one the Service names, if it names one, and
-    /// avoiding `.0`/`.255` if that pool does) is kept, under its pool's
+    /// inside one pool (the one the Service names, if it names one, one that
+    /// admits the Service, and avoiding `.0`/`.255` if that pool does) is kept, under its pool's
     /// possibly new name; the others are released and returned, in Service
     /// order, so the caller can assign those Services again.
     pub fn set_pools(&mut self, pools: &[Pool]) -> Vec<Evicted> {
@@ -466,7 +478,7 @@ impl Allocator {
 
     /// Where `addresses` live, if a Service with `request` may hold them as
     /// far as the pools go: each in a pool, all in one, the named one if any,
-    /// and not a `.0`/`.255` its pool avoids.
+    /// one that admits the Service, and not a `.0`/`.255` its pool avoids.
     fn locate(
         &self,
         request: &ServiceRequest,
@@ -479,6 +491,7 @@ impl Allocator {
             ),
             None => None,
         };
+        let admitted = pools_for(&self.config, &request.claimant());
         let mut first: Option<(usize, IpAddr)> = None;
         let mut ranges = Vec::with_capacity(addresses.len());
         for &ip in addresses {
@@ -491,6 +504,12 @@ impl Allocator {
                     ip,
                     requested_pool: self.pools[n].name.clone(),
                     actual_pool: pool.name.clone(),
+                });
+            }
+            if !admitted.contains(&p) {
+                return Err(AllocError::PoolNotAllowed {
+                    service: request.key.clone(),
+                    pool: pool.name.clone(),
                 });
             }
             if !pool.ranges[r].free.allocatable(to_u128(ip)) {
@@ -576,9 +595,14 @@ impl Allocator {
             }
             return Ok((pool, addresses.into_iter().zip(ranges).collect()));
         }
+        let admitted = pools_for(&self.config, &request.claimant());
         match named {
+            Some(pool) if !admitted.contains(&pool) => Err(AllocError::PoolNotAllowed {
+                service: request.key.clone(),
+                pool: self.pools[pool].name.clone(),
+            }),
             Some(pool) => Ok((pool, self.pick_from_named(pool, request)?)),
-            None => self.pick_auto(request),
+            None => self.pick_auto(request, &admitted),
         }
     }
 
@@ -633,8 +657,16 @@ impl Allocator {
         }
     }
 
-    fn pick_auto(&self, request: &ServiceRequest) -> Result<(usize, Vec<Pick>), AllocError> {
-        let autos: Vec<usize> = (0..self.pools.len())
+    /// From the auto-assign pools among `admitted` (the Service's
+    /// [`pools_for`], in its order).
+    fn pick_auto(
+        &self,
+        request: &ServiceRequest,
+        admitted: &[usize],
+    ) -> Result<(usize, Vec<Pick>), AllocError> {
+        let autos: Vec<usize> = admitted
+            .iter()
+            .copied()
             .filter(|p| self.pools[*p].auto_assign)
             .collect();
         let needed: &[&[Family]] = match request.families {

@@ -13,24 +13,38 @@ use super::tests::{PoolBuilder, RequestBuilder, pool, svc, tcp, udp};
 use super::*;
 
 /// The pool sets a run switches between: renames, shrinks, reorders, flips
-/// auto-assign and avoid-buggy-ips.
+/// auto-assign and avoid-buggy-ips, pins pools to Service or namespace
+/// labels with priorities, and to a namespace no Service is in.
 fn configs() -> Vec<Vec<Pool>> {
     let r1 = "10.0.0.0-10.0.0.3";
     let r2 = "10.0.0.254-10.0.1.1";
     let r3 = "fd00::-fd00::3";
     let r4 = "fd00::10-fd00::11";
+    let r5 = "10.0.2.0-10.0.2.1";
+    let r6 = "fd00::20-fd00::21";
     vec![
         vec![
             pool("A", &[r1, r3]),
             pool("B", &[r2]).avoiding_buggy_ips(),
             pool("M", &[r4]).manual(),
+            pool("P", &[r5])
+                .for_services_labelled("tier", "gold")
+                .priority(2),
         ],
         vec![
             pool("A", &["10.0.0.0-10.0.0.1"]),
             pool("B", &[r2, r3]).manual(),
-            pool("C", &[r4]),
+            pool("C", &[r4]).for_namespaces_labelled("env", "prod"),
+            pool("Q", &[r5]).for_namespaces(&["elsewhere"]),
         ],
-        vec![pool("B", &[r3, r1]), pool("A", &[r2]).avoiding_buggy_ips()],
+        vec![
+            pool("B", &[r3, r1]),
+            pool("A", &[r2]).avoiding_buggy_ips(),
+            pool("P", &[r5, r6])
+                .for_services_labelled("tier", "gold")
+                .priority(1),
+            pool("C", &[r4]).for_namespaces(&["default"]).priority(3),
+        ],
         vec![pool("D", &[r2, r1])],
     ]
 }
@@ -42,6 +56,8 @@ const ADDRESSES: &[&str] = &[
     "10.0.1.1",
     "fd00::1",
     "fd00::11",
+    "10.0.2.0",
+    "fd00::21",
     "192.0.2.1",
 ];
 
@@ -60,7 +76,7 @@ fn request_strategy() -> impl Strategy<Value = ServiceRequest> {
     ];
     let pool = prop_oneof![
         5 => Just(None),
-        1 => proptest::sample::select(&["A", "B", "C", "M", "X"][..]).prop_map(Some),
+        1 => proptest::sample::select(&["A", "B", "C", "M", "P", "Q", "X"][..]).prop_map(Some),
     ];
     let sharing = prop_oneof![
         2 => Just(None),
@@ -69,8 +85,10 @@ fn request_strategy() -> impl Strategy<Value = ServiceRequest> {
     ];
     let ports = proptest::sample::subsequence(vec![tcp(80), udp(53), tcp(53)], 0..=2);
     let local = prop_oneof![3 => Just(None), 1 => Just(Some("a")), 1 => Just(Some("b"))];
+    let (gold, prod) = (any::<bool>(), any::<bool>());
+    let pool = (pool, gold, prod);
     (0..4usize, families, requested, pool, sharing, ports, local).prop_map(
-        |(n, families, requested, pool, sharing, ports, local)| {
+        |(n, families, requested, (pool, gold, prod), sharing, ports, local)| {
             let mut request = svc(&format!("s{n}"))
                 .families(families)
                 .requesting(&requested)
@@ -83,6 +101,12 @@ fn request_strategy() -> impl Strategy<Value = ServiceRequest> {
             }
             if let Some(app) = local {
                 request = request.local(app);
+            }
+            if gold {
+                request = request.labelled("tier", "gold");
+            }
+            if prod {
+                request = request.namespace_labelled("env", "prod");
             }
             request
         },
@@ -171,6 +195,25 @@ impl Model {
         }
     }
 
+    /// Whether pool `p`'s service allocation admits the Service, written
+    /// out for the few selectors these configs use.
+    fn admits(&self, p: usize, request: &ServiceRequest) -> bool {
+        let Some(a) = &self.pools[p].service_allocation else {
+            return true;
+        };
+        let has = |labels: &BTreeMap<String, String>, s: &ferrolb_config::NodeSelector| {
+            s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        };
+        let namespace = (a.namespaces.is_empty() && a.namespace_selectors.is_empty())
+            || a.namespaces.contains(&request.key.namespace)
+            || a.namespace_selectors
+                .iter()
+                .any(|s| has(&request.namespace_labels, s));
+        let service = a.service_selectors.is_empty()
+            || a.service_selectors.iter().any(|s| has(&request.labels, s));
+        namespace && service
+    }
+
     fn named(&self, request: &ServiceRequest) -> Result<Option<usize>, &'static str> {
         match &request.pool {
             None => Ok(None),
@@ -194,6 +237,9 @@ impl Model {
                 .ok_or("not-in-any-pool")?;
             if named.is_some_and(|n| n != p) {
                 return Err("wrong-pool");
+            }
+            if !self.admits(p, request) {
+                return Err("pool-not-allowed");
             }
             if model_buggy(&self.pools[p], *ip) {
                 return Err("buggy-ip");
@@ -278,6 +324,9 @@ impl Model {
             }
         };
         if let Some(p) = named {
+            if !self.admits(p, request) {
+                return Err("pool-not-allowed");
+            }
             let want = |f: Family| {
                 if !self.offers(p, f) {
                     return Err("family-not-offered");
@@ -297,9 +346,15 @@ impl Model {
                 }
             };
         }
-        let autos: Vec<usize> = (0..self.pools.len())
-            .filter(|p| self.pools[*p].auto_assign)
+        let mut autos: Vec<usize> = (0..self.pools.len())
+            .filter(|p| self.pools[*p].auto_assign && self.admits(*p, request))
             .collect();
+        // Pinned pools by priority (none last), then the others; config
+        // order within.
+        autos.sort_by_key(|p| match &self.pools[*p].service_allocation {
+            Some(a) => (0, a.priority.unwrap_or(u32::MAX), *p),
+            None => (1, 0, *p),
+        });
         if !order.iter().any(|fams| {
             autos
                 .iter()

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ferrolb_config::{
-    AddressRange, Family, FamilyPolicy, Pool, PoolName, Port, Protocol, ServiceKey, ServiceRequest,
-    SharingKey, TrafficPolicy,
+    AddressRange, Family, FamilyPolicy, NodeSelector, Pool, PoolName, Port, Protocol, ServiceKey,
+    ServiceRequest, SharingKey, TrafficPolicy,
 };
 
 use super::*;
@@ -43,15 +43,49 @@ pub(super) fn pool(name: &str, ranges: &[&str]) -> Pool {
         avoid_buggy_ips: false,
         node_selectors: Vec::new(),
         interfaces: Vec::new(),
+        service_allocation: None,
     }
 }
 
 pub(super) trait PoolBuilder {
     fn manual(self) -> Self;
     fn avoiding_buggy_ips(self) -> Self;
+    /// Only for Services of these namespaces (by name).
+    fn for_namespaces(self, namespaces: &[&str]) -> Self;
+    /// Only for Services of namespaces labelled `key: value`.
+    fn for_namespaces_labelled(self, key: &str, value: &str) -> Self;
+    /// Only for Services labelled `key: value`.
+    fn for_services_labelled(self, key: &str, value: &str) -> Self;
+    /// With this priority (and a service allocation admitting everyone).
+    fn priority(self, priority: u32) -> Self;
 }
 
 impl PoolBuilder for Pool {
+    fn for_namespaces(mut self, namespaces: &[&str]) -> Self {
+        let allocation = self.service_allocation.get_or_insert_default();
+        allocation.namespaces = namespaces.iter().map(|n| n.to_string()).collect();
+        self
+    }
+    fn for_namespaces_labelled(mut self, key: &str, value: &str) -> Self {
+        let allocation = self.service_allocation.get_or_insert_default();
+        allocation.namespace_selectors.push(NodeSelector {
+            match_labels: BTreeMap::from([(key.to_string(), value.to_string())]),
+            match_expressions: Vec::new(),
+        });
+        self
+    }
+    fn for_services_labelled(mut self, key: &str, value: &str) -> Self {
+        let allocation = self.service_allocation.get_or_insert_default();
+        allocation.service_selectors.push(NodeSelector {
+            match_labels: BTreeMap::from([(key.to_string(), value.to_string())]),
+            match_expressions: Vec::new(),
+        });
+        self
+    }
+    fn priority(mut self, priority: u32) -> Self {
+        self.service_allocation.get_or_insert_default().priority = Some(priority);
+        self
+    }
     fn manual(mut self) -> Self {
         self.auto_assign = false;
         self
@@ -73,6 +107,8 @@ pub(super) fn svc(name: &str) -> ServiceRequest {
         ports: vec![tcp(80)],
         traffic_policy: TrafficPolicy::Cluster,
         selector: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        namespace_labels: BTreeMap::new(),
     }
 }
 
@@ -97,6 +133,9 @@ pub(super) trait RequestBuilder {
     fn ports(self, ports: &[Port]) -> Self;
     fn local(self, app: &str) -> Self;
     fn families(self, families: FamilyPolicy) -> Self;
+    fn in_namespace(self, namespace: &str) -> Self;
+    fn labelled(self, key: &str, value: &str) -> Self;
+    fn namespace_labelled(self, key: &str, value: &str) -> Self;
 }
 
 impl RequestBuilder for ServiceRequest {
@@ -123,6 +162,19 @@ impl RequestBuilder for ServiceRequest {
     }
     fn families(mut self, families: FamilyPolicy) -> Self {
         self.families = families;
+        self
+    }
+    fn in_namespace(mut self, namespace: &str) -> Self {
+        self.key.namespace = namespace.to_string();
+        self
+    }
+    fn labelled(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.to_string(), value.to_string());
+        self
+    }
+    fn namespace_labelled(mut self, key: &str, value: &str) -> Self {
+        self.namespace_labels
+            .insert(key.to_string(), value.to_string());
         self
     }
 }
@@ -971,6 +1023,154 @@ fn config_changes_keep_what_still_fits_and_evict_the_rest() {
                 ),
             ),
             ("nothing is counted", Stats(&[])),
+        ],
+    );
+}
+
+#[test]
+fn pinned_pools_serve_only_the_services_they_admit_lowest_priority_first() {
+    let pools = [
+        pool("shared", &["10.0.0.0/31"]),
+        pool("team-a", &["10.0.1.0/31"]).for_namespaces(&["team-a"]),
+        pool("gold", &["10.0.2.0/32"])
+            .for_services_labelled("tier", "gold")
+            .priority(5),
+        pool("prod", &["10.0.3.0/32"])
+            .for_namespaces_labelled("env", "prod")
+            .priority(10),
+        pool("reserved", &["10.0.4.0/32"])
+            .for_namespaces(&["team-a"])
+            .manual(),
+    ];
+    run(
+        &pools,
+        vec![
+            (
+                "a Service of another namespace, unlabelled, skips every pinned pool",
+                Assign(svc("plain"), Got(&["10.0.0.0"], "shared")),
+            ),
+            (
+                "a Service of team-a prefers its pinned pool over the shared one",
+                Assign(
+                    svc("a1").in_namespace("team-a"),
+                    Got(&["10.0.1.0"], "team-a"),
+                ),
+            ),
+            (
+                "a gold Service in a prod namespace gets priority 5 before 10",
+                Assign(
+                    svc("g1")
+                        .labelled("tier", "gold")
+                        .namespace_labelled("env", "prod"),
+                    Got(&["10.0.2.0"], "gold"),
+                ),
+            ),
+            (
+                "the next one spills into priority 10",
+                Assign(
+                    svc("g2")
+                        .labelled("tier", "gold")
+                        .namespace_labelled("env", "prod"),
+                    Got(&["10.0.3.0"], "prod"),
+                ),
+            ),
+            (
+                "and then into the pool open to everyone",
+                Assign(
+                    svc("g3")
+                        .labelled("tier", "gold")
+                        .namespace_labelled("env", "prod"),
+                    Got(&["10.0.0.1"], "shared"),
+                ),
+            ),
+            (
+                "naming a pool that does not admit the Service is refused",
+                Assign(svc("n1").in_pool("team-a"), Refused("pool-not-allowed")),
+            ),
+            (
+                "requesting an address of such a pool is refused",
+                Assign(
+                    svc("n2").requesting(&["10.0.1.1"]),
+                    Refused("pool-not-allowed"),
+                ),
+            ),
+            (
+                "a manual pinned pool is never chosen automatically",
+                Assign(
+                    svc("a2").in_namespace("team-a"),
+                    Got(&["10.0.1.1"], "team-a"),
+                ),
+            ),
+            (
+                "but serves its namespace when named",
+                Assign(
+                    svc("a3").in_namespace("team-a").in_pool("reserved"),
+                    Got(&["10.0.4.0"], "reserved"),
+                ),
+            ),
+            (
+                "a Service whose labels no longer match its pool would lose its address",
+                CheckHeld(
+                    svc("g1").namespace_labelled("env", "prod"),
+                    Some("pool-not-allowed"),
+                ),
+            ),
+            (
+                "assigning it again moves it to a pool that admits it",
+                Assign(
+                    svc("g1").namespace_labelled("env", "prod"),
+                    Refused("pool-exhausted"),
+                ),
+            ),
+            (
+                "restoring a status address from a pool that does not admit the Service is refused",
+                Restore(svc("r1"), &["10.0.3.0"], Refused("pool-not-allowed")),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_pool_that_stops_admitting_a_service_evicts_it_like_a_removed_pool() {
+    let pools = [
+        pool("open", &["10.0.0.0/30"]),
+        pool("team", &["10.0.1.0/30"]).for_namespaces(&["team-a", "team-b"]),
+    ];
+    let narrowed = vec![
+        pool("open", &["10.0.0.0/30"]),
+        pool("team", &["10.0.1.0/30"]).for_namespaces(&["team-a"]),
+    ];
+    run(
+        &pools,
+        vec![
+            (
+                "a Service of team-a takes the pinned pool",
+                Assign(svc("a").in_namespace("team-a"), Got(&["10.0.1.0"], "team")),
+            ),
+            (
+                "so does one of team-b",
+                Assign(svc("b").in_namespace("team-b"), Got(&["10.0.1.1"], "team")),
+            ),
+            (
+                "a pool turning manual keeps what it handed out",
+                SetPools(
+                    vec![
+                        pool("open", &["10.0.0.0/30"]),
+                        pool("team", &["10.0.1.0/30"])
+                            .for_namespaces(&["team-a", "team-b"])
+                            .manual(),
+                    ],
+                    &[],
+                ),
+            ),
+            (
+                "the pool dropping team-b evicts only team-b's Service",
+                SetPools(narrowed, &[("b", "pool-not-allowed")]),
+            ),
+            (
+                "which is then assigned from the pool open to it",
+                Assign(svc("b").in_namespace("team-b"), Got(&["10.0.0.0"], "open")),
+            ),
         ],
     );
 }
