@@ -11,6 +11,7 @@ pub mod flags;
 pub mod l2_status;
 pub mod liveness;
 pub mod ownership;
+pub mod rate_limit;
 pub mod respond;
 pub mod seal;
 pub mod wire;
