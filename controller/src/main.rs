@@ -193,10 +193,7 @@ async fn preview_impact(config: &Config) -> anyhow::Result<Vec<String>> {
         .into_iter()
         .map(|n| (n.name_any(), n.labels().clone()))
         .collect();
-    services.sort_by(|a, b| {
-        (a.metadata.creation_timestamp.as_ref(), reconcile::key_of(a))
-            .cmp(&(b.metadata.creation_timestamp.as_ref(), reconcile::key_of(b)))
-    });
+    reconcile::oldest_first(&mut services);
     let desires: Vec<(Desire, Vec<std::net::IpAddr>)> = services
         .iter()
         .map(|s| {

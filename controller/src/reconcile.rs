@@ -121,15 +121,21 @@ pub fn desire(
     }
 }
 
+/// Sorts Services oldest first (by name within a second), the order in
+/// which a contested address goes to the older Service.
+pub fn oldest_first(services: &mut [Service]) {
+    services.sort_by(|a, b| {
+        (a.metadata.creation_timestamp.as_ref(), key_of(a))
+            .cmp(&(b.metadata.creation_timestamp.as_ref(), key_of(b)))
+    });
+}
+
 /// Rebuilds the allocator from the addresses already in Services' statuses,
 /// oldest Service first (so the older one keeps a contested address), before
 /// anything new is allocated. Returns how many Services kept their addresses.
 pub async fn restore(ctx: &Context) -> Result<usize, kube::Error> {
     let mut services = list_services(&ctx.client).await?;
-    services.sort_by(|a, b| {
-        (a.metadata.creation_timestamp.as_ref(), key_of(a))
-            .cmp(&(b.metadata.creation_timestamp.as_ref(), key_of(b)))
-    });
+    oldest_first(&mut services);
     let mut kept = 0;
     let mut allocator = ctx.allocator();
     for service in &services {

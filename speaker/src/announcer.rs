@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::interfaces::{self, Eligibility, InterfaceFacts, permits};
+use crate::rate_limit::{KeyedBuckets, Rate, TokenBucket};
 use crate::respond::{
     self, Claimant, Conflict, DropReason, Interface, OwnedAddresses, Speakers, Verdict, respond,
 };
@@ -191,13 +192,32 @@ pub struct Settings {
     /// that switches keep the node's MAC in their tables; `None`: never
     /// (MetalLB never does).
     pub refresh_interval: Option<Duration>,
+    /// Replies one requester (a source MAC) may get on one interface.
+    pub reply_rate_per_requester: Rate,
+    /// Replies one interface sends to all requesters together.
+    pub reply_rate_per_interface: Rate,
 }
+
+/// 100 replies per second per requester: a client resolving an address
+/// sends one request, then up to three unicast probes when its entry goes
+/// stale; a router resolving a hundred addresses at once still gets all.
+pub const DEFAULT_REPLY_RATE_PER_REQUESTER: Rate = match Rate::new(100, Duration::from_secs(1)) {
+    Some(rate) => rate,
+    None => unreachable!(),
+};
+
+/// 1,000 replies per second per interface, all requesters together: ten
+/// requesters at their full rate.
+pub const DEFAULT_REPLY_RATE_PER_INTERFACE: Rate = match Rate::new(1000, Duration::from_secs(1)) {
+    Some(rate) => rate,
+    None => unreachable!(),
+};
 
 impl Default for Settings {
     /// Rescan every 5 s; five gratuitous frames 1.1 s apart (≈4.4 s), as
     /// MetalLB sends them; a 150 ms probe (a host on the LAN answers ARP in
     /// well under a millisecond; the failover budget is one second), retried
-    /// every 30 s; no refresh.
+    /// every 30 s; no refresh; replies limited as the defaults above say.
     fn default() -> Settings {
         Settings {
             rescan_interval: Duration::from_secs(5),
@@ -206,6 +226,8 @@ impl Default for Settings {
             probe_window: Duration::from_millis(150),
             probe_retry: Duration::from_secs(30),
             refresh_interval: None,
+            reply_rate_per_requester: DEFAULT_REPLY_RATE_PER_REQUESTER,
+            reply_rate_per_interface: DEFAULT_REPLY_RATE_PER_INTERFACE,
         }
     }
 }
@@ -230,8 +252,8 @@ pub enum WireEvent {
 /// for the metrics they feed (MetalLB's `metallb_layer2_*`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AddressCounts {
-    /// ARP requests and Neighbor Solicitations answered or about to be
-    /// (`requests_received`).
+    /// ARP requests and Neighbor Solicitations this node should answer:
+    /// answered, or dropped by a reply rate limit (`requests_received`).
     pub requests_received: u64,
     /// Replies actually sent (`responses_sent`).
     pub responses_sent: u64,
@@ -294,7 +316,11 @@ impl Counters {
     }
 
     fn dropped(&self, reason: DropReason) {
-        self.with(|state| *state.drops.entry(reason.as_label()).or_default() += 1);
+        self.dropped_many(reason, 1);
+    }
+
+    fn dropped_many(&self, reason: DropReason, count: u64) {
+        self.with(|state| *state.drops.entry(reason.as_label()).or_default() += count);
     }
 
     fn send_failed(&self) {
@@ -542,6 +568,13 @@ impl Announcer {
                 probe_until: HashMap::new(),
                 probes_to_send: Vec::new(),
                 suspected: BTreeSet::new(),
+                requester_limits: KeyedBuckets::new(
+                    self.settings.reply_rate_per_requester,
+                    REQUESTERS_TRACKED,
+                ),
+                interface_limit: TokenBucket::new(self.settings.reply_rate_per_interface),
+                detail: Detail::default(),
+                foreign_warned: HashMap::new(),
             };
             info!(interface = %name, index = facts.index, %mac, "answering on {name}");
             let task = tokio::spawn(
@@ -665,7 +698,59 @@ struct Responder {
     probes_to_send: Vec<IpAddr>,
     /// Foreign MACs that answered one probe, awaiting a second.
     suspected: BTreeSet<(IpAddr, MacAddr)>,
+    /// Replies left per requester's MAC.
+    requester_limits: KeyedBuckets<MacAddr>,
+    /// Replies left for everyone together.
+    interface_limit: TokenBucket,
+    /// Per-frame debug lines left.
+    detail: Detail,
+    /// When an IP conflict on each address was last logged and reported.
+    foreign_warned: HashMap<IpAddr, Instant>,
 }
+
+/// Requesters whose reply budget one interface remembers; beyond that, new
+/// requesters wait until some budget is whole again (see
+/// [`KeyedBuckets`]).
+const REQUESTERS_TRACKED: usize = 4096;
+
+/// Most foreign (address, MAC) pairs remembered as reported; beyond that a
+/// flood of spoofed MACs is neither counted nor reported again.
+const FOREIGN_TRACKED: usize = 4096;
+
+/// Per-frame debug lines: at most 20 a second per interface, the number
+/// left out said on the next one.
+#[derive(Debug)]
+struct Detail {
+    bucket: TokenBucket,
+    suppressed: u64,
+}
+
+impl Default for Detail {
+    fn default() -> Detail {
+        Detail {
+            bucket: TokenBucket::new(DETAIL_RATE),
+            suppressed: 0,
+        }
+    }
+}
+
+impl Detail {
+    /// Whether a per-frame line may be logged now: `Some(lines left out
+    /// since the last one)`, or `None`, counting this one as left out.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self.bucket.take(now.into_std()) {
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
+const DETAIL_RATE: Rate = match Rate::new(20, Duration::from_secs(1)) {
+    Some(rate) => rate,
+    None => unreachable!(),
+};
 
 /// How soon an address whose probe a foreign MAC answered is probed again
 /// before the conflict is reported.
@@ -678,6 +763,10 @@ const REANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Frames in the burst a split brain starts.
 const REANNOUNCE_ROUNDS: u32 = 3;
+
+/// How often the kernel's count of frames lost to a full receive queue is
+/// read into the drop counters.
+const QUEUE_CHECK: Duration = Duration::from_secs(1);
 
 /// How often the same conflict is logged again.
 const CONFLICT_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -697,6 +786,8 @@ impl Responder {
             .refresh_interval
             .map(|every| Instant::now() + every);
         self.follow(desired);
+        let mut queue_check = tokio::time::interval(QUEUE_CHECK);
+        queue_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             self.send_probes(sockets).await;
             let next_burst = self.bursts.next_due();
@@ -715,6 +806,17 @@ impl Responder {
                     if next_probe.is_some() => self.probes_due(),
                 () = tokio::time::sleep_until(next_refresh.unwrap_or_else(Instant::now)),
                     if next_refresh.is_some() => self.refresh(sockets).await,
+                _ = queue_check.tick() => {
+                    for socket in [&sockets.arp, &sockets.ndp] {
+                        let lost = socket.take_queue_drops()?;
+                        if lost > 0 {
+                            self.counters.dropped_many(DropReason::QueueFull, u64::from(lost));
+                            if let Some(suppressed) = self.detail.allow(Instant::now()) {
+                                debug!(lost, suppressed, listen = %socket.listen(), "the receive queue overflowed");
+                            }
+                        }
+                    }
+                }
                 received = sockets.arp.recv(&mut arp_buf) => {
                     let received = received?;
                     self.answer(&arp_buf, received, sockets, desired).await;
@@ -867,6 +969,7 @@ impl Responder {
         self.conflicts_reported.remove(&address);
         self.reannounced.remove(&address);
         self.foreign_reported.retain(|(a, _)| *a != address);
+        self.foreign_warned.remove(&address);
         if let IpAddr::V6(v6) = address
             && let Err(error) = self.groups.leave(v6)
         {
@@ -928,6 +1031,11 @@ impl Responder {
             self.follow(desired);
         }
         let frame = &buf[..received.len];
+        let now = Instant::now();
+        if let Some(reason) = received.refusal(frame, self.iface.mac) {
+            self.dropped(reason, received, now);
+            return;
+        }
         if !self.probing.is_empty()
             && let Some(conflict) = respond::probe_conflict(frame, &self.iface, &self.probing)
         {
@@ -938,27 +1046,51 @@ impl Responder {
             Verdict::Reply(reply) => {
                 let address = reply.address();
                 self.counters.address(address, |c| c.requests_received += 1);
+                // The requester is the station that sent the frame; the
+                // interface's budget is spent only on what a requester's
+                // own budget allows, so one flooding MAC cannot use it up.
+                let requester =
+                    MacAddr::new(frame[6], frame[7], frame[8], frame[9], frame[10], frame[11]);
+                if !self.requester_limits.take(requester, now.into_std()) {
+                    self.dropped(DropReason::RequesterRateLimited, received, now);
+                    return;
+                }
+                if !self.interface_limit.take(now.into_std()) {
+                    self.dropped(DropReason::InterfaceRateLimited, received, now);
+                    return;
+                }
                 if self.send(sockets, &reply).await {
                     self.counters.address(address, |c| c.responses_sent += 1);
-                    debug!(
-                        %address,
-                        packet_type = ?received.packet_type,
-                        to = %reply_destination(&reply),
-                        "answered for {address}"
-                    );
+                    if let Some(suppressed) = self.detail.allow(now) {
+                        debug!(
+                            %address,
+                            packet_type = ?received.packet_type,
+                            to = %reply_destination(&reply),
+                            suppressed,
+                            "answered for {address}"
+                        );
+                    }
                 }
             }
-            Verdict::Drop(reason) => {
-                self.counters.dropped(reason);
-                debug!(
-                    reason = reason.as_label(),
-                    packet_type = ?received.packet_type,
-                    len = received.len,
-                    truncated = received.truncated,
-                    "not answered"
-                );
-            }
+            Verdict::Drop(reason) => self.dropped(reason, received, now),
             Verdict::Conflict(conflict) => self.claimed(conflict),
+        }
+    }
+
+    /// Counts a frame not answered, and says why at debug level.
+    fn dropped(&mut self, reason: DropReason, received: Received, now: Instant) {
+        self.counters.dropped(reason);
+        if let Some(suppressed) = self.detail.allow(now) {
+            debug!(
+                reason = reason.as_label(),
+                packet_type = ?received.packet_type,
+                vlan_tci = ?received.vlan_tci,
+                other_interface = ?received.other_interface,
+                len = received.len,
+                truncated = received.truncated,
+                suppressed,
+                "not answered"
+            );
         }
     }
 
@@ -1034,8 +1166,14 @@ impl Responder {
                     );
                 }
                 // Win the clients back: a short burst, not sooner than
-                // REANNOUNCE_INTERVAL after the last one.
-                if !self.bursts.is_pending(address) {
+                // REANNOUNCE_INTERVAL after the last one, and paid for from
+                // the claimant's and the interface's reply budgets, so that
+                // frames spoofing a speaker's MAC for many addresses cannot
+                // make this node flood the LAN.
+                if !self.bursts.is_pending(address)
+                    && self.requester_limits.take(mac, now.into_std())
+                    && self.interface_limit.take(now.into_std())
+                {
                     let at = self
                         .reannounced
                         .get(&address)
@@ -1051,14 +1189,32 @@ impl Responder {
         }
     }
 
-    /// Counts, logs and reports a foreign MAC using `address`, once per
-    /// address and MAC.
+    /// Counts a foreign MAC using `address` once per address and MAC, and
+    /// logs and reports it at most once per address every
+    /// [`CONFLICT_LOG_INTERVAL`]: a LAN of spoofed MACs claiming an address
+    /// is one conflict to the operator, not one warning per frame.
     fn report_foreign(&mut self, address: IpAddr, mac: MacAddr, announced: bool) {
-        if !self.foreign_reported.insert((address, mac)) {
-            debug!(%address, %mac, "IP conflict again");
+        let now = Instant::now();
+        let known = self.foreign_reported.contains(&(address, mac));
+        if known || self.foreign_reported.len() >= FOREIGN_TRACKED {
+            if let Some(suppressed) = self.detail.allow(now) {
+                debug!(%address, %mac, suppressed, "IP conflict again");
+            }
             return;
         }
+        self.foreign_reported.insert((address, mac));
         self.counters.ip_conflict();
+        let recent = self
+            .foreign_warned
+            .get(&address)
+            .is_some_and(|at| now.duration_since(*at) < CONFLICT_LOG_INTERVAL);
+        if recent {
+            if let Some(suppressed) = self.detail.allow(now) {
+                debug!(%address, %mac, suppressed, "IP conflict: {mac} also claims {address}; reported already");
+            }
+            return;
+        }
+        self.foreign_warned.insert(address, now);
         if announced {
             warn!(%address, %mac, "IP conflict: {mac}, no ferrolb speaker, also answers for {address} on {}", self.iface.name);
         } else {

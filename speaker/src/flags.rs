@@ -1,10 +1,13 @@
 //! Reads the values of the speaker's flags that a person types: durations
-//! like `4s`, `500ms` or `1m 30s`, read by `humantime` and held within
-//! bounds the speaker can run with, so that a typo ends in a usage error
-//! naming the flag rather than in a panic deep inside a timer.
+//! like `4s`, `500ms` or `1m 30s`, read by `humantime`, and rates like
+//! `100/s` or `20/500ms`, all held within bounds the speaker can run with,
+//! so that a typo ends in a usage error naming the flag rather than in a
+//! panic deep inside a timer.
 
 use std::net::IpAddr;
 use std::time::Duration;
+
+use crate::rate_limit::Rate;
 
 /// The shortest duration a flag takes: shorter ones would spin a timer.
 pub const SHORTEST: Duration = Duration::from_millis(10);
@@ -52,6 +55,39 @@ pub fn member_address(text: &str) -> Result<IpAddr, String> {
     }
 }
 
+/// The largest count a rate flag takes: a million frames at once is more
+/// than any LAN needs answered.
+pub const MOST_AT_ONCE: u32 = 1_000_000;
+
+/// Reads a rate flag's value: `COUNT/PERIOD`, at most COUNT events per
+/// PERIOD and COUNT of them at once — `100/s`, `20/500ms`, `600/1m`. The
+/// period is a duration as [`duration`] reads it; a bare unit means one of
+/// it.
+pub fn rate(text: &str) -> Result<Rate, String> {
+    let usage = "write a rate like 100/s or 20/500ms";
+    let (count, period) = text
+        .trim()
+        .split_once('/')
+        .ok_or_else(|| format!("no '/' between a count and a period; {usage}"))?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .map_err(|e| format!("{count:?} is no count: {e}; {usage}"))?;
+    if !(1..=MOST_AT_ONCE).contains(&count) {
+        return Err(format!(
+            "the count must be between 1 and {MOST_AT_ONCE}; {usage}"
+        ));
+    }
+    let period = period.trim();
+    let period = if period.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        duration(&format!("1{period}"))
+    } else {
+        duration(period)
+    }
+    .map_err(|e| format!("the period: {e}"))?;
+    Rate::new(count, period).ok_or_else(|| format!("a zero rate; {usage}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +110,31 @@ mod tests {
             );
         }
         assert!(member_address("node-1").is_err());
+    }
+
+    #[test]
+    fn rates_read_as_people_write_them() {
+        let rate = |text| super::rate(text).map(|r| (r.burst(), r.period()));
+        assert_eq!(rate("100/s"), Ok((100, Duration::from_secs(1))));
+        assert_eq!(rate(" 20 / 500ms "), Ok((20, Duration::from_millis(500))));
+        assert_eq!(rate("600/1m"), Ok((600, Duration::from_secs(60))));
+        assert_eq!(
+            rate("100"),
+            Err("no '/' between a count and a period; write a rate like 100/s or 20/500ms".into())
+        );
+        assert_eq!(
+            rate("0/s"),
+            Err(
+                "the count must be between 1 and 1000000; write a rate like 100/s or 20/500ms"
+                    .into()
+            )
+        );
+        assert_eq!(
+            rate("5/0s"),
+            Err("the period: 0s is too short; the shortest is 10ms".into())
+        );
+        assert!(rate("x/s").unwrap_err().starts_with("\"x\" is no count"));
+        assert!(rate("5/fortnight").unwrap_err().starts_with("the period: "));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod health;
 pub mod l2_status;
 pub mod liveness;
 pub mod ownership;
+pub mod rate_limit;
 pub mod respond;
 pub mod seal;
 pub mod trim;

@@ -14,6 +14,7 @@ use ferrolb_speaker::announcer::{self, Announcements, Announcer};
 use ferrolb_speaker::liveness;
 use ferrolb_speaker::members;
 use ferrolb_speaker::metrics::{self, Metrics};
+use ferrolb_speaker::rate_limit::Rate;
 use ferrolb_speaker::respond::Speakers;
 use ferrolb_speaker::seal::Key;
 use ferrolb_speaker::{l2_status_writer, node_lease, watch};
@@ -65,6 +66,17 @@ struct Cli {
     /// default.
     #[arg(long, env = "FERROLB_GRATUITOUS_REFRESH", value_parser = parse_duration)]
     gratuitous_refresh: Option<Duration>,
+    /// Replies to ARP requests and Neighbor Solicitations one requester (a
+    /// source MAC) gets per interface: COUNT/PERIOD, at most COUNT per
+    /// PERIOD and COUNT at once (e.g. 100/s, 20/500ms). Requests beyond it
+    /// are dropped and counted (reason requester_rate_limited).
+    #[arg(long, env = "FERROLB_REPLY_RATE_PER_REQUESTER", default_value = "100/s", value_parser = parse_rate)]
+    reply_rate_per_requester: Rate,
+    /// Replies one interface sends to all requesters together, as
+    /// COUNT/PERIOD (reason interface_rate_limited); at least the rate per
+    /// requester.
+    #[arg(long, env = "FERROLB_REPLY_RATE_PER_INTERFACE", default_value = "1000/s", value_parser = parse_rate)]
+    reply_rate_per_interface: Rate,
 }
 
 /// `EX_USAGE`: the speaker was started with settings it cannot run with.
@@ -74,19 +86,33 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     ferrolb_speaker::flags::duration(text)
 }
 
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    ferrolb_speaker::flags::rate(text)
+}
+
+/// A usage error naming what conflicts, printed as clap prints its own.
+fn conflict(message: String) -> ExitCode {
+    let error = <Cli as clap::CommandFactory>::command()
+        .error(clap::error::ErrorKind::ArgumentConflict, message);
+    let _ = error.print();
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.member_interval >= cli.member_timeout {
-        let error = <Cli as clap::CommandFactory>::command().error(
-            clap::error::ErrorKind::ArgumentConflict,
-            format!(
-                "--member-interval ({}) must be shorter than --member-timeout ({}), or every peer looks dead between heartbeats",
-                humantime::format_duration(cli.member_interval),
-                humantime::format_duration(cli.member_timeout),
-            ),
-        );
-        let _ = error.print();
-        return ExitCode::from(2);
+        return conflict(format!(
+            "--member-interval ({}) must be shorter than --member-timeout ({}), or every peer looks dead between heartbeats",
+            humantime::format_duration(cli.member_interval),
+            humantime::format_duration(cli.member_timeout),
+        ));
+    }
+    let (one, all) = (cli.reply_rate_per_requester, cli.reply_rate_per_interface);
+    let window = Duration::from_secs(3600);
+    if one.most_within(window) > all.most_within(window) || one.burst() > all.burst() {
+        return conflict(format!(
+            "--reply-rate-per-requester ({one}) must not exceed --reply-rate-per-interface ({all}), or one requester can take every reply"
+        ));
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -148,6 +174,8 @@ async fn run(cli: Cli, key: Key) -> anyhow::Result<()> {
         desired_rx,
         announcer::Settings {
             refresh_interval: cli.gratuitous_refresh,
+            reply_rate_per_requester: cli.reply_rate_per_requester,
+            reply_rate_per_interface: cli.reply_rate_per_interface,
             ..announcer::Settings::default()
         },
     )
@@ -328,6 +356,14 @@ mod tests {
                 "--member-timeout",
             ),
             (&["--gratuitous-refresh", "60"][..], "--gratuitous-refresh"),
+            (
+                &["--reply-rate-per-requester", "0/s"][..],
+                "--reply-rate-per-requester",
+            ),
+            (
+                &["--reply-rate-per-interface", "100"][..],
+                "--reply-rate-per-interface",
+            ),
         ] {
             let error = refused(args);
             assert!(error.contains(flag), "{args:?}: {error}");

@@ -235,9 +235,53 @@ pub enum DropReason {
     /// A multicast NS without the source link-layer option RFC 4861 §4.3
     /// requires: there is no MAC to answer to.
     NoSourceLinkLayer,
+    /// Sent from an address no station may use on a link, which Linux
+    /// drops too (`arp_process`, `ipv6_rcv`): IPv4 loopback, 0/8 other than
+    /// an RFC 5227 probe's 0.0.0.0, multicast, 240/4 and broadcast; IPv6
+    /// loopback and IPv4-mapped.
+    MartianSource,
+    /// The frame was longer than the receive buffer: nothing a neighbour
+    /// protocol sends.
+    Oversized,
+    /// The frame arrived with an 802.1Q tag, or was received on a VLAN
+    /// interface stacked on this one: an answer sent here would go out
+    /// untagged, on the wrong LAN.
+    Vlan,
+    /// The kernel delivered the frame from another interface than the one
+    /// the socket serves (a VLAN or macvlan upper device).
+    OtherInterface,
+    /// The requester used up its share of replies
+    /// (`--reply-rate-per-requester`).
+    RequesterRateLimited,
+    /// The interface used up its replies for all requesters together
+    /// (`--reply-rate-per-interface`).
+    InterfaceRateLimited,
+    /// The kernel dropped the frame before the speaker read it: the
+    /// socket's receive queue was full.
+    QueueFull,
 }
 
 impl DropReason {
+    /// Every reason, in the order the metric lists them.
+    pub const ALL: [DropReason; 16] = [
+        DropReason::Truncated,
+        DropReason::Oversized,
+        DropReason::Malformed,
+        DropReason::BadChecksum,
+        DropReason::Unsupported,
+        DropReason::Vlan,
+        DropReason::OtherInterface,
+        DropReason::OwnFrame,
+        DropReason::NotARequest,
+        DropReason::OtherHost,
+        DropReason::MartianSource,
+        DropReason::NotOurs,
+        DropReason::NoSourceLinkLayer,
+        DropReason::RequesterRateLimited,
+        DropReason::InterfaceRateLimited,
+        DropReason::QueueFull,
+    ];
+
     /// A stable label for the drop-counter metric.
     pub fn as_label(self) -> &'static str {
         match self {
@@ -250,6 +294,13 @@ impl DropReason {
             DropReason::OtherHost => "other_host",
             DropReason::NotOurs => "not_ours",
             DropReason::NoSourceLinkLayer => "no_source_link_layer",
+            DropReason::MartianSource => "martian_source",
+            DropReason::Oversized => "oversized",
+            DropReason::Vlan => "vlan",
+            DropReason::OtherInterface => "other_interface",
+            DropReason::RequesterRateLimited => "requester_rate_limited",
+            DropReason::InterfaceRateLimited => "interface_rate_limited",
+            DropReason::QueueFull => "queue_full",
         }
     }
 }
@@ -294,6 +345,10 @@ fn respond_arp(request: &ArpRepr, iface: &Interface, owned: &OwnedAddresses) -> 
     if request.ethernet.source == iface.mac {
         return Verdict::Drop(DropReason::OwnFrame);
     }
+    let probe = request.operation == ArpOperation::Request && request.sender_ip.is_unspecified();
+    if !probe && is_martian_v4(request.sender_ip) {
+        return Verdict::Drop(DropReason::MartianSource);
+    }
     if owned.contains(IpAddr::V4(request.sender_ip)) && request.sender_mac != iface.mac {
         return Verdict::Conflict(Conflict {
             address: IpAddr::V4(request.sender_ip),
@@ -331,6 +386,9 @@ fn respond_arp(request: &ArpRepr, iface: &Interface, owned: &OwnedAddresses) -> 
 fn respond_ndp(request: &NdpRepr, iface: &Interface, owned: &OwnedAddresses) -> Verdict {
     if request.ethernet.source == iface.mac {
         return Verdict::Drop(DropReason::OwnFrame);
+    }
+    if is_martian_v6(request.source) {
+        return Verdict::Drop(DropReason::MartianSource);
     }
     let (target, source_ll) = match request.message {
         NdpMessage::NeighborAdvert {
@@ -409,6 +467,21 @@ fn advertisement(
             target_ll: Some(iface.mac),
         },
     }
+}
+
+/// A sender address no station uses on a link, as Linux's `arp_process`
+/// judges it: 0/8 (the caller admits an RFC 5227 probe's 0.0.0.0), loopback,
+/// multicast, and 240/4 with the limited broadcast.
+fn is_martian_v4(ip: Ipv4Addr) -> bool {
+    let first = ip.octets()[0];
+    first == 0 || ip.is_loopback() || ip.is_multicast() || first >= 240
+}
+
+/// An IPv6 source `ipv6_rcv` drops when it arrives on a link: loopback and
+/// IPv4-mapped. (A multicast source fails [`NdpRepr::parse`] already; the
+/// unspecified source is a DAD probe's.)
+fn is_martian_v6(ip: Ipv6Addr) -> bool {
+    ip.is_loopback() || ip.to_ipv4_mapped().is_some()
 }
 
 /// Whether a frame sent to `destination` is for this interface: broadcast,
@@ -632,6 +705,44 @@ mod tests {
         assert_eq!(reply.sender_ip, Ipv4Addr::new(198, 51, 100, 2));
         assert_eq!(reply.sender_mac, mac(MAC_B));
         assert_eq!(reply.target_ip, Ipv4Addr::UNSPECIFIED);
+    }
+
+    #[test]
+    fn requests_from_martian_senders_are_dropped_as_linux_drops_them() {
+        let from = |sender: [u8; 4]| {
+            let mut request = ArpRepr::parse(&fixtures::arp_request_broadcast()).expect("fixture");
+            request.sender_ip = Ipv4Addr::from(sender);
+            request.to_vec()
+        };
+        let owning = owned(&["198.51.100.2", "2001:db8:100::2"]);
+        for (desc, sender) in [
+            ("loopback", [127, 0, 0, 1]),
+            ("this network, not the probe's 0.0.0.0", [0, 1, 2, 3]),
+            ("multicast", [224, 0, 0, 1]),
+            ("reserved", [240, 0, 0, 1]),
+            ("limited broadcast", [255, 255, 255, 255]),
+        ] {
+            assert_eq!(
+                respond(&from(sender), &iface(MAC_B), &owning),
+                Verdict::Drop(DropReason::MartianSource),
+                "{desc}"
+            );
+        }
+        // An NS from a source no router or host may use on a link.
+        for source in ["::1", "::ffff:198.51.100.9"] {
+            let mut ns = NdpRepr::parse(&fixtures::ns_multicast()).expect("fixture");
+            ns.source = v6(source);
+            assert_eq!(
+                respond(&ns.to_vec(), &iface(MAC_B), &owning),
+                Verdict::Drop(DropReason::MartianSource),
+                "{source}"
+            );
+        }
+        // The RFC 5227 probe's 0.0.0.0 is a sender like any.
+        assert!(matches!(
+            respond(&from([0, 0, 0, 0]), &iface(MAC_B), &owning),
+            Verdict::Reply(_)
+        ));
     }
 
     #[test]
@@ -1125,7 +1236,15 @@ mod tests {
             DropReason::OtherHost,
             DropReason::NotOurs,
             DropReason::NoSourceLinkLayer,
+            DropReason::MartianSource,
+            DropReason::Oversized,
+            DropReason::Vlan,
+            DropReason::OtherInterface,
+            DropReason::RequesterRateLimited,
+            DropReason::InterfaceRateLimited,
+            DropReason::QueueFull,
         ];
+        assert_eq!(all.len(), DropReason::ALL.len());
         let labels: BTreeSet<&str> = all.iter().map(|r| r.as_label()).collect();
         assert_eq!(labels.len(), all.len());
     }

@@ -14,6 +14,8 @@ use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+use crate::respond::DropReason;
+use crate::wire::MacAddr;
 use crate::wire::ndp::solicited_node;
 
 /// Failures at the socket boundary; each names the interface it concerns.
@@ -183,6 +185,42 @@ pub struct Received {
     pub truncated: bool,
     /// How the frame reached the interface.
     pub packet_type: PacketType,
+    /// The 802.1Q tag control information the kernel took off the frame
+    /// (`PACKET_AUXDATA`), if it carried a tag.
+    pub vlan_tci: Option<u16>,
+    /// The index of the interface the kernel delivered the frame from when
+    /// it is not the socket's own: a VLAN (or other upper) device stacked
+    /// on it, whose frames a socket bound to the lower one also gets.
+    pub other_interface: Option<u32>,
+}
+
+impl Received {
+    /// Why the frame must not be answered on the socket's interface, as far
+    /// as the kernel's delivery tells, given the first bytes of the frame and
+    /// the interface's MAC; `None` if it may be. A frame that came tagged, or
+    /// through an upper device, belongs to another LAN; an answer sent here
+    /// would leave untagged. The kernel also marks a frame for a VLAN this
+    /// node has no interface for as "other host" after removing its tag, so
+    /// such a mark on a frame addressed to this interface means the same.
+    pub fn refusal(&self, frame: &[u8], mac: MacAddr) -> Option<DropReason> {
+        let addressed_here = frame
+            .get(..6)
+            .is_some_and(|dst| dst[0] & 1 != 0 || dst == mac.octets().as_slice());
+        if self.vlan_tci.is_some_and(|tci| tci & 0x0fff != 0) {
+            return Some(DropReason::Vlan);
+        }
+        if self.other_interface.is_some() {
+            return Some(DropReason::OtherInterface);
+        }
+        match self.packet_type {
+            PacketType::OtherHost if addressed_here => Some(DropReason::Vlan),
+            PacketType::Host | PacketType::Broadcast | PacketType::Multicast => {
+                self.truncated.then_some(DropReason::Oversized)
+            }
+            PacketType::Outgoing => Some(DropReason::OwnFrame),
+            PacketType::OtherHost | PacketType::Other(_) => Some(DropReason::OtherHost),
+        }
+    }
 }
 
 /// A non-promiscuous raw Ethernet socket bound to one interface and one
@@ -191,6 +229,7 @@ pub struct Received {
 pub struct PacketSocket {
     fd: AsyncFd<Socket>,
     interface: String,
+    ifindex: u32,
     listen: Listen,
 }
 
@@ -216,6 +255,21 @@ impl PacketSocket {
             .set_nonblocking(true)
             .map_err(failed("nonblocking"))?;
         ignore_outgoing(&socket).map_err(failed("PACKET_IGNORE_OUTGOING"))?;
+        set_packet_option(&socket, libc::PACKET_AUXDATA).map_err(failed("PACKET_AUXDATA"))?;
+        // Room for a burst of a few thousand small frames while the task is
+        // busy: beyond `rmem_max` when CAP_NET_ADMIN allows, else up to it.
+        if set_int_option(
+            &socket,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            RECEIVE_BUFFER,
+        )
+        .is_err()
+        {
+            socket
+                .set_recv_buffer_size(RECEIVE_BUFFER as usize)
+                .map_err(failed("SO_RCVBUF"))?;
+        }
         socket
             .attach_filter(&listen.filter())
             .map_err(failed("SO_ATTACH_FILTER"))?;
@@ -224,6 +278,7 @@ impl PacketSocket {
         Ok(PacketSocket {
             fd,
             interface: interface.to_owned(),
+            ifindex,
             listen,
         })
     }
@@ -233,11 +288,22 @@ impl PacketSocket {
         self.listen
     }
 
+    /// How many frames the kernel dropped since the last call because the
+    /// receive queue was full (`PACKET_STATISTICS`, which reading resets).
+    pub fn take_queue_drops(&self) -> Result<u32, SocketError> {
+        queue_drops(self.fd.get_ref()).map_err(|source| SocketError::Receive {
+            interface: self.interface.clone(),
+            source,
+        })
+    }
+
     /// Waits for the next frame and copies it, Ethernet header included, into
     /// `buf`.
     pub async fn recv(&self, buf: &mut [u8]) -> Result<Received, SocketError> {
         self.fd
-            .async_io(Interest::READABLE, |socket| recv_frame(socket, buf))
+            .async_io(Interest::READABLE, |socket| {
+                recv_frame(socket, buf, self.ifindex)
+            })
             .await
             .map_err(|source| SocketError::Receive {
                 interface: self.interface.clone(),
@@ -391,22 +457,67 @@ fn socklen_of<T>() -> libc::socklen_t {
 /// Never hand the node's own transmissions to this socket (Linux ≥ 4.20).
 /// An EtherType-bound socket does not see them anyway; this keeps that true
 /// if the binding ever becomes `ETH_P_ALL`.
-#[allow(unsafe_code)]
 fn ignore_outgoing(socket: &Socket) -> io::Result<()> {
-    let on: libc::c_int = 1;
+    set_packet_option(socket, libc::PACKET_IGNORE_OUTGOING)
+}
+
+/// The receive buffer asked for: 4 MiB, some thousands of frames.
+const RECEIVE_BUFFER: libc::c_int = 4 << 20;
+
+/// Turns on the `SOL_PACKET` option `option`.
+fn set_packet_option(socket: &Socket, option: libc::c_int) -> io::Result<()> {
+    set_int_option(socket, libc::SOL_PACKET, option, 1)
+}
+
+/// Sets the integer socket option `option` of `level` to `value`.
+#[allow(unsafe_code)]
+fn set_int_option(
+    socket: &Socket,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: the fd is open for the duration of the call (borrowed from
-    // `socket`); `on` is a live c_int and the length passed is its size.
+    // `socket`); `value` is a live c_int and the length passed is its size.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_IGNORE_OUTGOING,
-            (&raw const on).cast(),
+            level,
+            option,
+            (&raw const value).cast(),
             socklen_of::<libc::c_int>(),
         )
     };
     if rc == 0 {
         Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads and resets the socket's `PACKET_STATISTICS`: the frames dropped
+/// because the receive queue was full.
+#[allow(unsafe_code)]
+fn queue_drops(socket: &Socket) -> io::Result<u32> {
+    let mut stats = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len = socklen_of::<libc::tpacket_stats>();
+    // SAFETY: the fd is open for the duration of the call; `stats` is a
+    // live tpacket_stats and `len` says its size, which the kernel writes
+    // at most.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&raw mut stats).cast(),
+            &raw mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(stats.tp_drops)
     } else {
         Err(io::Error::last_os_error())
     }
@@ -439,32 +550,67 @@ fn bind(socket: &Socket, ifindex: u32, ethertype: u16) -> io::Result<()> {
     }
 }
 
-/// Reads one frame and its packet type without blocking.
+/// Room for the `PACKET_AUXDATA` control message, aligned for `cmsghdr`.
+#[repr(C, align(8))]
+struct ControlBuffer([u8; 64]);
+
+/// Reads one frame, its packet type, the interface it came from and its
+/// VLAN tag without blocking; `bound` is the socket's interface index.
 #[allow(unsafe_code)]
-fn recv_frame(socket: &Socket, buf: &mut [u8]) -> io::Result<Received> {
+fn recv_frame(socket: &Socket, buf: &mut [u8], bound: u32) -> io::Result<Received> {
     let mut from = empty_sockaddr_ll();
-    let mut from_len = socklen_of::<libc::sockaddr_ll>();
-    // SAFETY: the fd is open for the duration of the call; `buf` is valid for
-    // writes of `buf.len()` bytes; `from`/`from_len` describe a live
-    // sockaddr_ll the kernel fills at most `from_len` bytes of. MSG_TRUNC
-    // only changes the return value to the frame's real length.
-    let n = unsafe {
-        libc::recvfrom(
-            socket.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_TRUNC,
-            (&raw mut from).cast(),
-            &mut from_len,
-        )
+    let mut control = ControlBuffer([0; 64]);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
     };
+    // SAFETY: msghdr is plain data; every field the kernel reads is set
+    // below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&raw mut from).cast();
+    msg.msg_namelen = socklen_of::<libc::sockaddr_ll>();
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len();
+    // SAFETY: the fd is open for the duration of the call; `msg` points at
+    // live buffers (`buf` for `buf.len()` bytes, `from`, `control`) whose
+    // sizes it states. MSG_TRUNC only changes the return value to the
+    // frame's real length.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &raw mut msg, libc::MSG_TRUNC) };
     let Ok(full) = usize::try_from(n) else {
         return Err(io::Error::last_os_error());
     };
+    let mut vlan_tci = None;
+    // SAFETY: the CMSG macros walk the control buffer the kernel filled,
+    // within the length it reported in `msg`; the auxdata is read unaligned
+    // from inside that buffer, and only when the header says it is there
+    // and long enough.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        while !cmsg.is_null() {
+            let header = &*cmsg;
+            let need = libc::CMSG_LEN(size_of::<libc::tpacket_auxdata>() as u32) as usize;
+            if header.cmsg_level == libc::SOL_PACKET
+                && header.cmsg_type == libc::PACKET_AUXDATA
+                && header.cmsg_len >= need
+            {
+                let aux: libc::tpacket_auxdata =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                    vlan_tci = Some(aux.tp_vlan_tci);
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&raw const msg, cmsg);
+        }
+    }
+    let from_index = u32::try_from(from.sll_ifindex).unwrap_or(0);
     Ok(Received {
         len: full.min(buf.len()),
         truncated: full > buf.len(),
         packet_type: PacketType::from_raw(from.sll_pkttype),
+        vlan_tci,
+        other_interface: (from_index != bound).then_some(from_index),
     })
 }
 
@@ -514,6 +660,89 @@ mod tests {
         f[20] = next_header;
         f[54] = icmp_type;
         f
+    }
+
+    #[test]
+    fn frames_that_came_tagged_or_through_another_interface_are_refused() {
+        let mac = MacAddr::new(2, 0, 0, 0, 0, 1);
+        let broadcast = [0xffu8; 14];
+        let to_other = [2u8, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0];
+        let plain = Received {
+            len: 60,
+            truncated: false,
+            packet_type: PacketType::Broadcast,
+            vlan_tci: None,
+            other_interface: None,
+        };
+        let cases = [
+            ("an untagged broadcast", plain, &broadcast, None),
+            (
+                "a tag the kernel reports",
+                Received {
+                    vlan_tci: Some(0x2000 | 42),
+                    ..plain
+                },
+                &broadcast,
+                Some(DropReason::Vlan),
+            ),
+            (
+                "a priority tag (VLAN 0) is the native LAN",
+                Received {
+                    vlan_tci: Some(0x2000),
+                    ..plain
+                },
+                &broadcast,
+                None,
+            ),
+            (
+                "a broadcast the kernel calls another host's: a VLAN without an interface here",
+                Received {
+                    packet_type: PacketType::OtherHost,
+                    ..plain
+                },
+                &broadcast,
+                Some(DropReason::Vlan),
+            ),
+            (
+                "unicast to another MAC",
+                Received {
+                    packet_type: PacketType::OtherHost,
+                    ..plain
+                },
+                &to_other,
+                Some(DropReason::OtherHost),
+            ),
+            (
+                "delivered from an upper device",
+                Received {
+                    other_interface: Some(7),
+                    ..plain
+                },
+                &broadcast,
+                Some(DropReason::OtherInterface),
+            ),
+            (
+                "longer than the buffer",
+                Received {
+                    truncated: true,
+                    ..plain
+                },
+                &broadcast,
+                Some(DropReason::Oversized),
+            ),
+            (
+                "sent by this node",
+                Received {
+                    packet_type: PacketType::Outgoing,
+                    ..plain
+                },
+                &broadcast,
+                Some(DropReason::OwnFrame),
+            ),
+        ];
+        for (desc, received, frame, expected) in cases {
+            assert_eq!(received.refusal(frame, mac), expected, "{desc}");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Bad flag values end the speaker with a usage error naming the flag, exit
+//! Bad flag values (durations, rates) end the speaker with a usage error naming the flag, exit
 //! status 2 as for any other usage error, before it connects to anything.
 
 use std::process::Command;
@@ -20,7 +20,7 @@ fn speaker(args: &[&str]) -> (Option<i32>, String) {
 }
 
 #[test]
-fn zero_and_absurd_durations_are_usage_errors_naming_the_flag() {
+fn zero_absurd_and_unreadable_values_are_usage_errors_naming_the_flag() {
     let cases = [
         (
             vec!["--member-interval", "0s"],
@@ -37,6 +37,18 @@ fn zero_and_absurd_durations_are_usage_errors_naming_the_flag() {
         (
             vec!["--member-timeout", "100000000000000000000000s"],
             "error: invalid value '100000000000000000000000s' for '--member-timeout <MEMBER_TIMEOUT>': number is too large or cannot be represented without a lack of precision (values below 1ns are not supported); write a duration like 4s or 500ms",
+        ),
+        (
+            vec!["--reply-rate-per-requester", "100"],
+            "error: invalid value '100' for '--reply-rate-per-requester <REPLY_RATE_PER_REQUESTER>': no '/' between a count and a period; write a rate like 100/s or 20/500ms",
+        ),
+        (
+            vec!["--reply-rate-per-interface", "10/0ms"],
+            "error: invalid value '10/0ms' for '--reply-rate-per-interface <REPLY_RATE_PER_INTERFACE>': the period: 0s is too short; the shortest is 10ms",
+        ),
+        (
+            vec!["--reply-rate-per-requester", "2000/s"],
+            "error: --reply-rate-per-requester (2000/1s) must not exceed --reply-rate-per-interface (1000/1s), or one requester can take every reply",
         ),
         (
             vec!["--member-timeout", "2s", "--member-interval", "2s"],

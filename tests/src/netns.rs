@@ -247,6 +247,17 @@ impl Lan {
         format!("node-{i}")
     }
 
+    /// Adds one more host to the LAN — a second client, or a rogue host —
+    /// as host `host` (not 1, a node's 2–9 or the client's 50), in a
+    /// namespace removed with the LAN.
+    pub fn add_host(&self, role: &str, host: u8) -> Netns {
+        assert!(
+            host != 1 && !(2..=9).contains(&host) && host != 50,
+            "host {host} is taken"
+        );
+        self.attach(role, host)
+    }
+
     fn attach(&self, role: &str, host: u8) -> Netns {
         let name = format!("flb{}-{role}", self.slot);
         let outside = format!("flb{}{role}", self.slot);
