@@ -312,21 +312,12 @@ struct AdvertisementObject {
     spec: AdvertisementSpec,
 }
 
-/// Converts the objects in `files` (name, text): each a v1 `List` of MetalLB
-/// objects, or YAML documents each holding one object or a List. Every
-/// problem is reported, not only the first, once the files could be read.
-pub fn convert(files: &[(&str, &str)]) -> Result<Converted, ConversionErrors> {
-    let mut errors = Vec::new();
-    let mut objects = Vec::new();
-    for (file, text) in files {
-        match read_objects(file, text) {
-            Ok(mut found) => objects.append(&mut found),
-            Err(e) => errors.push(e),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ConversionErrors(errors));
-    }
+/// Sorts MetalLB objects into pools and L2 advertisements, with the
+/// namespaces they came from; anything else is an error naming the object.
+fn sort_objects(
+    objects: Vec<Object>,
+    errors: &mut Vec<ConversionError>,
+) -> (Vec<PoolObject>, Vec<AdvertisementObject>, BTreeSet<String>) {
     let mut pools: Vec<PoolObject> = Vec::new();
     let mut advertisements: Vec<AdvertisementObject> = Vec::new();
     let mut namespaces: BTreeSet<String> = BTreeSet::new();
@@ -363,17 +354,16 @@ pub fn convert(files: &[(&str, &str)]) -> Result<Converted, ConversionErrors> {
             }),
         }
     }
-    let mut namespaces = namespaces.into_iter();
-    if let (Some(first), Some(second)) = (namespaces.next(), namespaces.next()) {
-        errors.push(ConversionError::SeveralNamespaces { first, second });
-    }
-    check_names(pools.iter().map(|p| &p.name), &mut errors);
-    check_names(advertisements.iter().map(|a| &a.name), &mut errors);
-    if pools.is_empty() && errors.is_empty() {
-        errors.push(ConversionError::NoPools);
-    }
+    (pools, advertisements, namespaces)
+}
 
-    // Which advertisements announce each pool.
+/// Which advertisements announce each pool (by index), as MetalLB reads an
+/// advertisement's pool names and selectors.
+fn announcing(
+    pools: &[PoolObject],
+    advertisements: &[AdvertisementObject],
+    errors: &mut Vec<ConversionError>,
+) -> Vec<Vec<usize>> {
     let mut announcing: Vec<Vec<usize>> = vec![Vec::new(); pools.len()];
     for (a, ad) in advertisements.iter().enumerate() {
         if ad
@@ -437,6 +427,36 @@ pub fn convert(files: &[(&str, &str)]) -> Result<Converted, ConversionErrors> {
         }
     }
 
+    announcing
+}
+
+/// Converts the objects in `files` (name, text): each a v1 `List` of MetalLB
+/// objects, or YAML documents each holding one object or a List. Every
+/// problem is reported, not only the first, once the files could be read.
+pub fn convert(files: &[(&str, &str)]) -> Result<Converted, ConversionErrors> {
+    let mut errors = Vec::new();
+    let mut objects = Vec::new();
+    for (file, text) in files {
+        match read_objects(file, text) {
+            Ok(mut found) => objects.append(&mut found),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConversionErrors(errors));
+    }
+    let (pools, advertisements, namespaces) = sort_objects(objects, &mut errors);
+    let mut namespaces = namespaces.into_iter();
+    if let (Some(first), Some(second)) = (namespaces.next(), namespaces.next()) {
+        errors.push(ConversionError::SeveralNamespaces { first, second });
+    }
+    check_names(pools.iter().map(|p| &p.name), &mut errors);
+    check_names(advertisements.iter().map(|a| &a.name), &mut errors);
+    if pools.is_empty() && errors.is_empty() {
+        errors.push(ConversionError::NoPools);
+    }
+
+    let announcing = announcing(&pools, &advertisements, &mut errors);
     let mut raw_pools = Vec::with_capacity(pools.len());
     for (p, pool) in pools.iter().enumerate() {
         if announcing[p].is_empty() {

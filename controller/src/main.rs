@@ -226,57 +226,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let release = CancellationToken::new();
     let mut lost_leadership = None;
     let fence = if args.leader_elect {
-        let fence = Fence::closed(timing.call_timeout);
-        let (role_tx, mut role) = watch::channel(Role::Candidate);
-        // Its own client, so its own connections: a Lease renewal must not
-        // queue behind the reconciles' writes (a cold start of thousands of
-        // Services would otherwise cost the leader its Lease).
-        let lease_client = Client::try_default()
-            .await
-            .context("connecting to the API server")?;
-        let elector = Elector::new(
-            lease_client,
-            &args.namespace,
-            "ferrolb-controller",
-            &identity,
-            timing,
-            fence.clone(),
-        );
-        lost_leadership = Some(tokio::spawn(elector.run(role_tx, release.clone())));
-        tokio::spawn(publish_role(role.clone(), metrics.clone()));
-        info!(identity = %identity, "waiting to lead");
-        tokio::select! {
-            _ = role.wait_for(|r| *r == Role::Leader) => {}
-            _ = shutdown.cancelled() => return step_down(lost_leadership, &release).await,
-        }
+        let (fence, elector) =
+            match lead(&args, &identity, timing, &metrics, &release, &shutdown).await? {
+                Leading::Yes(fence, elector) => (fence, elector),
+                Leading::Stopped(elector) => return step_down(Some(elector), &release).await,
+            };
+        lost_leadership = Some(elector);
         fence
     } else {
         metrics.set_role(Role::Leader);
         Fence::always_open(timing.call_timeout)
     };
 
-    let (wake_tx, wake_rx) = mpsc::unbounded_channel();
-    let (namespaces, follow_namespaces) = NamespaceLabels::watch(client.clone(), wake_tx.clone());
-    tokio::spawn(follow_namespaces);
-    let (events, event_writer) = Events::new(
-        client.clone(),
-        Reporter {
-            controller: "ferrolb-controller".into(),
-            instance: Some(identity.clone()),
-        },
-        fence.clone(),
-        metrics.clone(),
-    );
-    tokio::spawn(event_writer.run());
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        allocator: Mutex::new(Allocator::default()),
-        events,
-        fence,
-        metrics: metrics.clone(),
-        wake: wake_tx,
-        namespaces: namespaces.clone(),
-    });
+    let (ctx, wake_rx) = context(&client, &identity, fence, &metrics);
+    let namespaces = ctx.namespaces.clone();
 
     // Nothing is allocated before a valid config is in force and the
     // addresses already handed out are known again.
@@ -288,16 +251,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         config_tx,
     ));
     info!(configmap = %format!("{}/{}", args.namespace, args.config_map), "waiting for a valid config");
-    tokio::select! {
-        _ = config.wait_for(Option::is_some) => {}
-        _ = shutdown.cancelled() => return step_down(lost_leadership, &release).await,
+    if !unless_stopped(config.wait_for(Option::is_some), &shutdown).await {
+        return step_down(lost_leadership, &release).await;
     }
     // A Service is judged against its namespace's labels: restoring before
     // they are known would refuse addresses of pools with namespace
     // selectors, and move them.
-    tokio::select! {
-        () = namespaces.wait_until_ready() => {}
-        _ = shutdown.cancelled() => return step_down(lost_leadership, &release).await,
+    if !unless_stopped(namespaces.wait_until_ready(), &shutdown).await {
+        return step_down(lost_leadership, &release).await;
     }
     let kept = reconcile::restore(&ctx)
         .await
@@ -354,6 +315,87 @@ async fn publish_role(mut role: watch::Receiver<Role>, metrics: Arc<Metrics>) {
 
 /// Releases the Lease if this replica holds it, waiting a few seconds at
 /// most for the API server.
+/// What every reconcile shares, with the tasks that feed it started: the
+/// Namespace labels and the event writer. Also the wake-ups' receiver.
+fn context(
+    client: &Client,
+    identity: &str,
+    fence: Fence,
+    metrics: &Arc<Metrics>,
+) -> (Arc<Context>, mpsc::UnboundedReceiver<()>) {
+    let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+    let (namespaces, follow_namespaces) = NamespaceLabels::watch(client.clone(), wake_tx.clone());
+    tokio::spawn(follow_namespaces);
+    let (events, event_writer) = Events::new(
+        client.clone(),
+        Reporter {
+            controller: "ferrolb-controller".into(),
+            instance: Some(identity.to_owned()),
+        },
+        fence.clone(),
+        metrics.clone(),
+    );
+    tokio::spawn(event_writer.run());
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        allocator: Mutex::new(Allocator::default()),
+        events,
+        fence,
+        metrics: metrics.clone(),
+        wake: wake_tx,
+        namespaces,
+    });
+    (ctx, wake_rx)
+}
+
+/// Waits for `ready`; false when `shutdown` came first.
+async fn unless_stopped(ready: impl std::future::Future, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = ready => true,
+        () = shutdown.cancelled() => false,
+    }
+}
+
+/// How waiting to lead ended: leading, or stopped first.
+enum Leading {
+    Yes(Fence, tokio::task::JoinHandle<Ended>),
+    Stopped(tokio::task::JoinHandle<Ended>),
+}
+
+/// Competes for the leader Lease until this replica leads or `shutdown`.
+async fn lead(
+    args: &RunArgs,
+    identity: &str,
+    timing: Timing,
+    metrics: &Arc<Metrics>,
+    release: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Leading> {
+    let fence = Fence::closed(timing.call_timeout);
+    let (role_tx, mut role) = watch::channel(Role::Candidate);
+    // Its own client, so its own connections: a Lease renewal must not
+    // queue behind the reconciles' writes (a cold start of thousands of
+    // Services would otherwise cost the leader its Lease).
+    let lease_client = Client::try_default()
+        .await
+        .context("connecting to the API server")?;
+    let elector = Elector::new(
+        lease_client,
+        &args.namespace,
+        "ferrolb-controller",
+        identity,
+        timing,
+        fence.clone(),
+    );
+    let elector = tokio::spawn(elector.run(role_tx, release.clone()));
+    tokio::spawn(publish_role(role.clone(), metrics.clone()));
+    info!(identity = %identity, "waiting to lead");
+    tokio::select! {
+        _ = role.wait_for(|r| *r == Role::Leader) => Ok(Leading::Yes(fence, elector)),
+        _ = shutdown.cancelled() => Ok(Leading::Stopped(elector)),
+    }
+}
+
 async fn step_down(
     elector: Option<tokio::task::JoinHandle<Ended>>,
     release: &CancellationToken,

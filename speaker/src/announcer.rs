@@ -476,6 +476,50 @@ impl Announcer {
         }
     }
 
+    /// A fresh responder for interface `name`: nothing owned yet.
+    fn responder(
+        &self,
+        name: &str,
+        facts: &InterfaceFacts,
+        mac: MacAddr,
+        eligibility: Eligibility,
+    ) -> Responder {
+        Responder {
+            iface: Interface {
+                name: name.to_owned(),
+                mac,
+            },
+            eligibility,
+            owned: OwnedAddresses::new(),
+            groups: SolicitedNodeGroups::new(name, facts.index),
+            bursts: Bursts::default(),
+            counters: Arc::clone(&self.counters),
+            settings: self.settings.clone(),
+            conflicts_reported: HashMap::new(),
+            send_failing: false,
+            reannounce: 0,
+            speakers: self.speakers.clone(),
+            events: self.events.clone(),
+            leaving: self.leaving.clone(),
+            probing: OwnedAddresses::new(),
+            probe_due: BTreeSet::new(),
+            foreign_reported: BTreeSet::new(),
+            reannounced: HashMap::new(),
+            next_refresh: None,
+            refused: BTreeMap::new(),
+            probe_until: HashMap::new(),
+            probes_to_send: Vec::new(),
+            suspected: BTreeSet::new(),
+            requester_limits: KeyedBuckets::new(
+                self.settings.reply_rate_per_requester,
+                REQUESTERS_TRACKED,
+            ),
+            interface_limit: TokenBucket::new(self.settings.reply_rate_per_interface),
+            detail: Detail::default(),
+            foreign_warned: HashMap::new(),
+        }
+    }
+
     /// Starts and stops interface tasks so that exactly the interfaces that
     /// qualify now are served. A task that ended on its own (its socket
     /// failed, and it said why) is restarted only after a fresh scan, so a
@@ -542,40 +586,7 @@ impl Announcer {
             }
             let Some(mac) = facts.mac else { continue };
             let stop = shutdown.child_token();
-            let responder = Responder {
-                iface: Interface {
-                    name: name.to_owned(),
-                    mac,
-                },
-                eligibility: eligibility.clone(),
-                owned: OwnedAddresses::new(),
-                groups: SolicitedNodeGroups::new(name, facts.index),
-                bursts: Bursts::default(),
-                counters: Arc::clone(&self.counters),
-                settings: self.settings.clone(),
-                conflicts_reported: HashMap::new(),
-                send_failing: false,
-                reannounce: 0,
-                speakers: self.speakers.clone(),
-                events: self.events.clone(),
-                leaving: self.leaving.clone(),
-                probing: OwnedAddresses::new(),
-                probe_due: BTreeSet::new(),
-                foreign_reported: BTreeSet::new(),
-                reannounced: HashMap::new(),
-                next_refresh: None,
-                refused: BTreeMap::new(),
-                probe_until: HashMap::new(),
-                probes_to_send: Vec::new(),
-                suspected: BTreeSet::new(),
-                requester_limits: KeyedBuckets::new(
-                    self.settings.reply_rate_per_requester,
-                    REQUESTERS_TRACKED,
-                ),
-                interface_limit: TokenBucket::new(self.settings.reply_rate_per_interface),
-                detail: Detail::default(),
-                foreign_warned: HashMap::new(),
-            };
+            let responder = self.responder(name, facts, mac, eligibility.clone());
             info!(interface = %name, index = facts.index, %mac, "answering on {name}");
             let task = tokio::spawn(
                 serve(responder, facts.index, self.desired.clone(), stop.clone())

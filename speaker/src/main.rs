@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -170,19 +171,7 @@ async fn run(cli: Cli, key: Key) -> anyhow::Result<()> {
     let (desired_tx, desired_rx) = tokio::sync::watch::channel(Announcements::new());
     let (speakers_tx, speakers_rx) = tokio::sync::watch::channel(Speakers::default());
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let announcer = Announcer::new(
-        desired_rx,
-        announcer::Settings {
-            refresh_interval: cli.gratuitous_refresh,
-            reply_rate_per_requester: cli.reply_rate_per_requester,
-            reply_rate_per_interface: cli.reply_rate_per_interface,
-            ..announcer::Settings::default()
-        },
-    )
-    .with_speakers(speakers_rx)
-    .with_events(events_tx)
-    // Once the drain starts, speakers taking the addresses over are expected.
-    .with_leaving(shutdown.clone());
+    let announcer = announcer(&cli, desired_rx, speakers_rx, events_tx, &shutdown);
     let interfaces = announcer.interfaces();
     let status_interfaces = announcer.interfaces();
     let metrics = Arc::new(Metrics::new(announcer.counters()));
@@ -192,22 +181,9 @@ async fn run(cli: Cli, key: Key) -> anyhow::Result<()> {
         metrics.clone(),
         stop_answering.clone(),
     ));
-    let settings = liveness::Settings {
-        interval: cli.member_interval,
-        timeout: cli.member_timeout,
-        ..liveness::Settings::default()
-    };
     // The membership outlives the decisions: it says goodbye during the
     // drain and stops with the answering.
-    let (members, view) = members::start(
-        cli.node_name.clone(),
-        member_addr,
-        key,
-        settings,
-        metrics.clone(),
-        stop_answering.clone(),
-    )
-    .await?;
+    let (members, view) = membership(&cli, member_addr, key, &metrics, &stop_answering).await?;
     let record_missing = Arc::new(tokio::sync::Notify::new());
     let publishing = tokio::spawn(node_lease::publish(
         client.clone(),
@@ -218,19 +194,6 @@ async fn run(cli: Cli, key: Key) -> anyhow::Result<()> {
         record_missing.clone(),
         shutdown.clone(),
     ));
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "ferrolb-speaker".into(),
-            instance: Some(cli.node_name.clone()),
-        },
-    );
-    let settings = watch::Settings {
-        node: cli.node_name.clone(),
-        namespace: cli.namespace.clone(),
-        config_map: cli.config_map.clone(),
-        member: member_addr,
-    };
     info!(node = %cli.node_name, member = %member_addr, "speaker started");
     let (decided_tx, decided_rx) = tokio::sync::watch::channel(None);
     let writing_statuses = tokio::spawn(l2_status_writer::run(
@@ -244,9 +207,9 @@ async fn run(cli: Cli, key: Key) -> anyhow::Result<()> {
     ));
     let watching = tokio::spawn(watch::run(
         client.clone(),
-        settings,
+        watch_settings(&cli, member_addr),
         watch::Wiring {
-            recorder,
+            recorder: recorder(&client, &cli),
             metrics,
             announcements: desired_tx,
             members: members.clone(),
@@ -260,22 +223,115 @@ async fn run(cli: Cli, key: Key) -> anyhow::Result<()> {
     ));
 
     shutdown_signal().await;
-    // Drain: stop deciding, tell the peers this speaker leaves (they take
-    // its addresses over and announce them at once), keep answering a
-    // moment so no client is left without an answer meanwhile, then stop.
+    let decisions = (watching, publishing, writing_statuses);
+    let answering = (announcing, server);
+    drain(
+        &client,
+        &cli,
+        &members,
+        decisions,
+        answering,
+        &shutdown,
+        &stop_answering,
+    )
+    .await;
+    info!("stopped");
+    Ok(())
+}
+
+/// The announcer the flags ask for, fed the announcements, the speakers'
+/// MACs and where to report what it sees on the wire.
+fn announcer(
+    cli: &Cli,
+    desired: tokio::sync::watch::Receiver<Announcements>,
+    speakers: tokio::sync::watch::Receiver<Speakers>,
+    events: tokio::sync::mpsc::UnboundedSender<announcer::WireEvent>,
+    shutdown: &CancellationToken,
+) -> Announcer {
+    Announcer::new(
+        desired,
+        announcer::Settings {
+            refresh_interval: cli.gratuitous_refresh,
+            reply_rate_per_requester: cli.reply_rate_per_requester,
+            reply_rate_per_interface: cli.reply_rate_per_interface,
+            ..announcer::Settings::default()
+        },
+    )
+    .with_speakers(speakers)
+    .with_events(events)
+    // Once the drain starts, speakers taking the addresses over are expected.
+    .with_leaving(shutdown.clone())
+}
+
+/// Joins the speakers' LAN membership with the flags' timing.
+async fn membership(
+    cli: &Cli,
+    member_addr: SocketAddr,
+    key: Key,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+) -> anyhow::Result<(
+    members::Members,
+    tokio::sync::watch::Receiver<members::MemberView>,
+)> {
+    let settings = liveness::Settings {
+        interval: cli.member_interval,
+        timeout: cli.member_timeout,
+        ..liveness::Settings::default()
+    };
+    Ok(members::start(
+        cli.node_name.clone(),
+        member_addr,
+        key,
+        settings,
+        metrics.clone(),
+        stop.clone(),
+    )
+    .await?)
+}
+
+/// Events reported by this node's speaker.
+fn recorder(client: &Client, cli: &Cli) -> Recorder {
+    let reporter = Reporter {
+        controller: "ferrolb-speaker".into(),
+        instance: Some(cli.node_name.clone()),
+    };
+    Recorder::new(client.clone(), reporter)
+}
+
+/// What the decisions need to know of this speaker.
+fn watch_settings(cli: &Cli, member: SocketAddr) -> watch::Settings {
+    watch::Settings {
+        node: cli.node_name.clone(),
+        namespace: cli.namespace.clone(),
+        config_map: cli.config_map.clone(),
+        member,
+    }
+}
+
+/// Drains on a stop: stop deciding, tell the peers this speaker leaves (they
+/// take its addresses over and announce them at once), keep answering a
+/// moment so no client is left without an answer meanwhile, then stop.
+async fn drain(
+    client: &Client,
+    cli: &Cli,
+    members: &members::Members,
+    decisions: (JoinHandle<()>, JoinHandle<()>, JoinHandle<()>),
+    answering: (JoinHandle<()>, JoinHandle<std::io::Result<()>>),
+    shutdown: &CancellationToken,
+    stop_answering: &CancellationToken,
+) {
     shutdown.cancel();
-    let _ = tokio::join!(watching, publishing, writing_statuses);
+    let _ = tokio::join!(decisions.0, decisions.1, decisions.2);
     members.leave().await;
     let answering_until = tokio::time::Instant::now() + HANDOVER;
-    let release = node_lease::release(client, &cli.namespace, &cli.node_name);
+    let release = node_lease::release(client.clone(), &cli.namespace, &cli.node_name);
     if tokio::time::timeout(HANDOVER, release).await.is_err() {
         info!("could not delete the discovery record in time");
     }
     tokio::time::sleep_until(answering_until).await;
     stop_answering.cancel();
-    let _ = tokio::join!(announcing, server);
-    info!("stopped");
-    Ok(())
+    let _ = tokio::join!(answering.0, answering.1);
 }
 
 /// How long a stopping speaker keeps answering after telling its peers it

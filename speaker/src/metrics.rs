@@ -3,6 +3,7 @@
 //! keeps plain counters; this module renders them with the speaker's own
 //! gauges when scraped.
 
+use crate::announcer::CountersSnapshot;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -135,69 +136,19 @@ impl Metrics {
         self.counters
             .retain_addresses(|address| announced.contains(address));
         let snapshot = self.counters.snapshot();
-        let mut out = String::new();
-        let mut family =
-            |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
-                let _ = writeln!(out, "# HELP ferrolb_speaker_{name} {help}");
-                let _ = writeln!(out, "# TYPE ferrolb_speaker_{name} {kind}");
-                for (labels, value) in rows {
-                    let _ = writeln!(out, "ferrolb_speaker_{name}{labels} {value}");
-                }
-            };
-        let per_address = |pick: fn(&crate::announcer::AddressCounts) -> u64| {
-            snapshot
-                .addresses
-                .iter()
-                .map(move |(ip, c)| (format!("{{address=\"{ip}\"}}"), pick(c)))
-                .collect::<Vec<_>>()
-        };
-        family(
-            "requests_received_total",
-            "counter",
-            "ARP requests and Neighbor Solicitations received for an announced address",
-            &mut per_address(|c| c.requests_received).into_iter(),
-        );
-        family(
-            "responses_sent_total",
-            "counter",
-            "ARP replies and Neighbor Advertisements sent",
-            &mut per_address(|c| c.responses_sent).into_iter(),
-        );
-        family(
-            "gratuitous_sent_total",
-            "counter",
-            "Gratuitous ARP and unsolicited Neighbor Advertisements sent",
-            &mut per_address(|c| c.gratuitous_sent).into_iter(),
-        );
-        family(
-            "conflicts_total",
-            "counter",
-            "Frames from another MAC claiming an announced address",
-            &mut per_address(|c| c.conflicts).into_iter(),
-        );
-        family(
-            "dropped_frames_total",
-            "counter",
-            "Received frames not answered, by reason",
-            &mut snapshot
-                .drops
-                .iter()
-                .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), *n)),
-        );
-        family(
-            "send_errors_total",
-            "counter",
-            "Frames the kernel refused to send",
-            &mut std::iter::once((String::new(), snapshot.send_errors)),
-        );
-        family(
-            "announced_addresses",
-            "gauge",
-            "Addresses this node announces",
-            &mut std::iter::once((String::new(), announced.len() as u64)),
-        );
+        let mut out = Exposition::default();
+        out.wire(&snapshot, &announced);
+        self.decisions(&mut out);
+        self.membership(&mut out);
+        out.cluster(&snapshot);
+        out.text
+    }
+
+    /// What the decisions found: the Services' addresses refused or
+    /// announced by no node.
+    fn decisions(&self, out: &mut Exposition) {
         let refused = self.refused.lock().map(|r| r.clone()).unwrap_or_default();
-        family(
+        out.family(
             "refused_addresses",
             "gauge",
             "Addresses in Services' status that no node announces, by reason",
@@ -214,7 +165,7 @@ impl Metrics {
             .lock()
             .map(|u| u.clone())
             .unwrap_or_default();
-        family(
+        out.family(
             "service_unannounced",
             "gauge",
             "1 for each Service with addresses in its status that no node announces",
@@ -222,7 +173,11 @@ impl Metrics {
                 .iter()
                 .map(|service| (format!("{{service=\"{service}\"}}"), 1)),
         );
-        family(
+    }
+
+    /// The API watches' health and the LAN membership.
+    fn membership(&self, out: &mut Exposition) {
+        out.family(
             "api_healthy",
             "gauge",
             "1 while every watch on the API server is healthy",
@@ -231,7 +186,7 @@ impl Metrics {
                 u64::from(self.api_healthy.load(Ordering::Relaxed)),
             )),
         );
-        family(
+        out.family(
             "member_messages_rejected_total",
             "counter",
             "Membership datagrams dropped, by reason (bad_tag: wrong key; replayed)",
@@ -242,7 +197,7 @@ impl Metrics {
                 )
             }),
         );
-        family(
+        out.family(
             "members_live",
             "gauge",
             "Speakers the LAN membership holds live, this one included",
@@ -251,6 +206,91 @@ impl Metrics {
                 self.members_live.load(Ordering::Relaxed) as u64,
             )),
         );
+    }
+}
+
+/// Prometheus text exposition, written family by family.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    /// One `ferrolb_speaker_` family of `kind` with its rows.
+    fn family(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        rows: &mut dyn Iterator<Item = (String, u64)>,
+    ) {
+        let out = &mut self.text;
+        let _ = writeln!(out, "# HELP ferrolb_speaker_{name} {help}");
+        let _ = writeln!(out, "# TYPE ferrolb_speaker_{name} {kind}");
+        for (labels, value) in rows {
+            let _ = writeln!(out, "ferrolb_speaker_{name}{labels} {value}");
+        }
+    }
+
+    /// What the announcers counted on the wire, per address and in all.
+    fn wire(&mut self, snapshot: &CountersSnapshot, announced: &BTreeSet<IpAddr>) {
+        let per_address = |pick: fn(&crate::announcer::AddressCounts) -> u64| {
+            snapshot
+                .addresses
+                .iter()
+                .map(move |(ip, c)| (format!("{{address=\"{ip}\"}}"), pick(c)))
+                .collect::<Vec<_>>()
+        };
+        self.family(
+            "requests_received_total",
+            "counter",
+            "ARP requests and Neighbor Solicitations received for an announced address",
+            &mut per_address(|c| c.requests_received).into_iter(),
+        );
+        self.family(
+            "responses_sent_total",
+            "counter",
+            "ARP replies and Neighbor Advertisements sent",
+            &mut per_address(|c| c.responses_sent).into_iter(),
+        );
+        self.family(
+            "gratuitous_sent_total",
+            "counter",
+            "Gratuitous ARP and unsolicited Neighbor Advertisements sent",
+            &mut per_address(|c| c.gratuitous_sent).into_iter(),
+        );
+        self.family(
+            "conflicts_total",
+            "counter",
+            "Frames from another MAC claiming an announced address",
+            &mut per_address(|c| c.conflicts).into_iter(),
+        );
+        self.family(
+            "dropped_frames_total",
+            "counter",
+            "Received frames not answered, by reason",
+            &mut snapshot
+                .drops
+                .iter()
+                .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), *n)),
+        );
+        self.family(
+            "send_errors_total",
+            "counter",
+            "Frames the kernel refused to send",
+            &mut std::iter::once((String::new(), snapshot.send_errors)),
+        );
+        self.family(
+            "announced_addresses",
+            "gauge",
+            "Addresses this node announces",
+            &mut std::iter::once((String::new(), announced.len() as u64)),
+        );
+    }
+
+    /// The split brains and conflicts, named as the alerts know them.
+    fn cluster(&mut self, snapshot: &CountersSnapshot) {
+        let out = &mut self.text;
         // Named as the failover and conflict alerts know them, without the
         // per-binary prefix: a split brain or a conflict is the cluster's.
         for (name, help, value) in [
@@ -269,7 +309,6 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {value}");
         }
-        out
     }
 }
 

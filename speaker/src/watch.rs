@@ -36,7 +36,9 @@ use crate::l2_status_writer::{self, Decided};
 use crate::members::{MemberView, Members};
 use crate::metrics::Metrics;
 use crate::node_lease::{MACS_ANNOTATION, MEMBER_ADDRESS, parse_macs};
-use crate::ownership::{NodeView, PlannedEvent, Refused, ServiceView, plan, refusals, unannounced};
+use crate::ownership::{
+    NodeView, Plan, PlannedEvent, Refused, ServiceView, plan, refusals, unannounced,
+};
 use crate::respond::Speakers;
 use crate::wire::MacAddr;
 
@@ -154,91 +156,8 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
     } = wiring;
     metrics.expect_watches(&Source::ALL.map(Source::as_label));
     let (changes, mut changed) = mpsc::unbounded_channel::<(Source, bool)>();
-    let services = reflect::<Service>(
-        Api::all(client.clone()),
-        watcher::Config::default().page_size(LIST_PAGE),
-        (trim::keep_read_fields, ours),
-        Source::Services,
-        &changes,
-        &shutdown,
-    );
-    let slices = reflect::<EndpointSlice>(
-        Api::all(client.clone()),
-        watcher::Config::default().page_size(LIST_PAGE),
-        (crate::trim::endpoint_slice, |_| true),
-        Source::Slices,
-        &changes,
-        &shutdown,
-    );
-    let nodes = reflect::<Node>(
-        Api::all(client.clone()),
-        watcher::Config::default().page_size(LIST_PAGE),
-        (crate::trim::node, |_| true),
-        Source::Nodes,
-        &changes,
-        &shutdown,
-    );
-    // Labels only: a pool's namespace selectors need nothing else.
-    let namespaces = reflect::<PartialObjectMeta<Namespace>>(
-        Api::all(client.clone()),
-        watcher::Config::default().page_size(LIST_PAGE),
-        (
-            |namespace| {
-                namespace.metadata.managed_fields = None;
-                namespace.metadata.annotations = None;
-            },
-            |_| true,
-        ),
-        Source::Namespaces,
-        &changes,
-        &shutdown,
-    );
-    let lease_selector = format!("{}={}", LEASE_LABEL.0, LEASE_LABEL.1);
-    let leases = reflect::<Lease>(
-        Api::namespaced(client.clone(), &settings.namespace),
-        watcher::Config::default().labels(&lease_selector),
-        (crate::trim::lease, |_| true),
-        Source::Leases,
-        &changes,
-        &shutdown,
-    );
-    let config_maps = reflect::<ConfigMap>(
-        Api::namespaced(client.clone(), &settings.namespace),
-        watcher::Config::default().fields(&format!("metadata.name={}", settings.config_map)),
-        (|_| {}, |_| true),
-        Source::Config,
-        &changes,
-        &shutdown,
-    );
-    let last_good = reflect::<ConfigMap>(
-        Api::namespaced(client.clone(), &settings.namespace),
-        watcher::Config::default().fields(&format!(
-            "metadata.name={}",
-            last_good_configmap(&settings.config_map)
-        )),
-        (|_| {}, |_| true),
-        Source::LastGoodConfig,
-        &changes,
-        &shutdown,
-    );
-
-    let mut state = State {
-        settings,
-        recorder,
-        metrics,
-        config: None,
-        config_text: None,
-        owners: BTreeMap::new(),
-        refused: BTreeSet::new(),
-        failing: BTreeSet::new(),
-        synced: BTreeSet::new(),
-        speaker_macs: BTreeMap::new(),
-        rankings: Rankings::new(),
-        handing_over: BTreeMap::new(),
-        speakers_seen: false,
-        joined: BTreeMap::new(),
-        book: Vec::new(),
-    };
+    let stores = Views::start(&client, &settings, &changes, &shutdown);
+    let mut state = State::new(settings, recorder, metrics);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -256,7 +175,7 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
                 }
             }
             Some(event) = wire_events.recv() => {
-                state.report(event, &services.state()).await;
+                state.report(event, &stores.services.state()).await;
                 continue;
             }
             // A handover grace ends: the speakers' view must say so even if
@@ -268,16 +187,16 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
         let now = Instant::now();
         if state.synced.contains(&Source::Leases) {
             state
-                .follow_book(&leases.state(), &members, &record_missing)
+                .follow_book(&stores.leases.state(), &members, &record_missing)
                 .await;
         }
-        let known = state.observe_speakers(&leases.state(), now);
+        let known = state.observe_speakers(&stores.leases.state(), now);
         speakers.send_if_modified(|current| {
             let changed = *current != known;
             *current = known;
             changed
         });
-        state.observe_config(&config_maps.state(), &last_good.state());
+        state.observe_config(&stores.config_maps.state(), &stores.last_good.state());
         let members_view = view.borrow_and_update().clone();
         state.metrics.set_members_live(members_view.live.len());
         // Decide only once every view is complete (a Service seen without
@@ -289,65 +208,108 @@ pub async fn run(client: Client, settings: Settings, wiring: Wiring, shutdown: C
         let Some(config) = state.config.clone() else {
             continue;
         };
-        let live = &members_view.live;
-        let services = services.state();
-        let namespace_labels = |name: &str| {
-            namespaces
-                .get(&reflector::ObjectRef::new(name))
-                .and_then(|n| n.metadata.labels.clone())
-                .unwrap_or_default()
-        };
-        let views = service_views(&services, &slices.state(), &namespace_labels);
-        let node_views = node_views(&nodes.state());
-        let plan = plan(
-            &config,
-            &views,
-            &node_views,
-            live,
-            &state.settings.node,
-            &state.owners,
-            members_view.reannounce,
-            &mut state.rankings,
-        );
-        let refused = refusals(&config, &views, &node_views);
         state
-            .metrics
-            .set_unannounced(unannounced(&plan.owners, &refused));
-        state.report_refusals(refused, &services, live).await;
-        state.metrics.set_announced(&plan.announcements);
-        l2_status_writer::publish(&decided, &plan, live);
-        announcements.send_if_modified(|current| {
-            let changed = *current != plan.announcements;
-            *current = plan.announcements.clone();
-            changed
-        });
-        for change in &plan.changes {
-            let decision = &change.decision;
-            let shown = decision
-                .addresses
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
-            match (&decision.election.owner, decision.election.reason()) {
-                (Some(owner), _) if decision.election.is_me() => {
-                    info!(service = %decision.service, ip = %shown, node = %owner, "owner changed: announcing from this node");
-                }
-                (Some(owner), _) => {
-                    info!(service = %decision.service, ip = %shown, node = %owner, "owner changed: another node announces");
-                }
-                (None, Some(reason)) => {
-                    warn!(service = %decision.service, ip = %shown, reason = reason.as_label(), "nobody announces: {reason}");
-                }
-                (None, None) => {}
-            }
-            let Some(event) = &change.event else { continue };
-            let Some(service) = services.iter().find(|s| key_of(s) == decision.service) else {
-                continue;
-            };
-            state.publish_planned(service, event).await;
+            .decide(&config, &stores, &members_view, &announcements, &decided)
+            .await;
+    }
+}
+
+/// The API's objects, each kept by its own reflector.
+struct Views {
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    nodes: Store<Node>,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+    leases: Store<Lease>,
+    config_maps: Store<ConfigMap>,
+    last_good: Store<ConfigMap>,
+}
+
+impl Views {
+    /// Starts every reflector, each trimming what it stores to what the
+    /// decisions read, and reporting to `changes` when it lists or fails.
+    fn start(
+        client: &Client,
+        settings: &Settings,
+        changes: &mpsc::UnboundedSender<(Source, bool)>,
+        shutdown: &CancellationToken,
+    ) -> Views {
+        let services = reflect::<Service>(
+            Api::all(client.clone()),
+            watcher::Config::default().page_size(LIST_PAGE),
+            (trim::keep_read_fields, ours),
+            Source::Services,
+            changes,
+            shutdown,
+        );
+        let slices = reflect::<EndpointSlice>(
+            Api::all(client.clone()),
+            watcher::Config::default().page_size(LIST_PAGE),
+            (crate::trim::endpoint_slice, |_| true),
+            Source::Slices,
+            changes,
+            shutdown,
+        );
+        let nodes = reflect::<Node>(
+            Api::all(client.clone()),
+            watcher::Config::default().page_size(LIST_PAGE),
+            (crate::trim::node, |_| true),
+            Source::Nodes,
+            changes,
+            shutdown,
+        );
+        // Labels only: a pool's namespace selectors need nothing else.
+        let namespaces = reflect::<PartialObjectMeta<Namespace>>(
+            Api::all(client.clone()),
+            watcher::Config::default().page_size(LIST_PAGE),
+            (
+                |namespace| {
+                    namespace.metadata.managed_fields = None;
+                    namespace.metadata.annotations = None;
+                },
+                |_| true,
+            ),
+            Source::Namespaces,
+            changes,
+            shutdown,
+        );
+        let lease_selector = format!("{}={}", LEASE_LABEL.0, LEASE_LABEL.1);
+        let leases = reflect::<Lease>(
+            Api::namespaced(client.clone(), &settings.namespace),
+            watcher::Config::default().labels(&lease_selector),
+            (crate::trim::lease, |_| true),
+            Source::Leases,
+            changes,
+            shutdown,
+        );
+        let config_maps = reflect::<ConfigMap>(
+            Api::namespaced(client.clone(), &settings.namespace),
+            watcher::Config::default().fields(&format!("metadata.name={}", settings.config_map)),
+            (|_| {}, |_| true),
+            Source::Config,
+            changes,
+            shutdown,
+        );
+        let last_good = reflect::<ConfigMap>(
+            Api::namespaced(client.clone(), &settings.namespace),
+            watcher::Config::default().fields(&format!(
+                "metadata.name={}",
+                last_good_configmap(&settings.config_map)
+            )),
+            (|_| {}, |_| true),
+            Source::LastGoodConfig,
+            changes,
+            shutdown,
+        );
+        Views {
+            services,
+            slices,
+            nodes,
+            namespaces,
+            leases,
+            config_maps,
+            last_good,
         }
-        state.owners = plan.owners;
     }
 }
 
@@ -382,6 +344,102 @@ struct State {
 }
 
 impl State {
+    fn new(settings: Settings, recorder: Recorder, metrics: Arc<Metrics>) -> State {
+        State {
+            settings,
+            recorder,
+            metrics,
+            config: None,
+            config_text: None,
+            owners: BTreeMap::new(),
+            refused: BTreeSet::new(),
+            failing: BTreeSet::new(),
+            synced: BTreeSet::new(),
+            speaker_macs: BTreeMap::new(),
+            rankings: Rankings::new(),
+            handing_over: BTreeMap::new(),
+            speakers_seen: false,
+            joined: BTreeMap::new(),
+            book: Vec::new(),
+        }
+    }
+
+    /// Decides from complete views what this node announces, and carries
+    /// it out: announcements, metrics, status objects, events.
+    async fn decide(
+        &mut self,
+        config: &Config,
+        stores: &Views,
+        members_view: &MemberView,
+        announcements: &watch::Sender<Announcements>,
+        decided: &watch::Sender<Option<Decided>>,
+    ) {
+        let live = &members_view.live;
+        let services = stores.services.state();
+        let namespace_labels = |name: &str| {
+            stores
+                .namespaces
+                .get(&reflector::ObjectRef::new(name))
+                .and_then(|n| n.metadata.labels.clone())
+                .unwrap_or_default()
+        };
+        let views = service_views(&services, &stores.slices.state(), &namespace_labels);
+        let node_views = node_views(&stores.nodes.state());
+        let plan = plan(
+            config,
+            &views,
+            &node_views,
+            live,
+            &self.settings.node,
+            &self.owners,
+            members_view.reannounce,
+            &mut self.rankings,
+        );
+        let refused = refusals(config, &views, &node_views);
+        self.metrics
+            .set_unannounced(unannounced(&plan.owners, &refused));
+        self.report_refusals(refused, &services, live).await;
+        self.metrics.set_announced(&plan.announcements);
+        l2_status_writer::publish(decided, &plan, live);
+        announcements.send_if_modified(|current| {
+            let changed = *current != plan.announcements;
+            *current = plan.announcements.clone();
+            changed
+        });
+        self.carry_out_changes(&plan, &services).await;
+        self.owners = plan.owners;
+    }
+
+    /// Logs each owner change of `plan` and publishes its event.
+    async fn carry_out_changes(&mut self, plan: &Plan, services: &[Arc<Service>]) {
+        for change in &plan.changes {
+            let decision = &change.decision;
+            let shown = decision
+                .addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            match (&decision.election.owner, decision.election.reason()) {
+                (Some(owner), _) if decision.election.is_me() => {
+                    info!(service = %decision.service, ip = %shown, node = %owner, "owner changed: announcing from this node");
+                }
+                (Some(owner), _) => {
+                    info!(service = %decision.service, ip = %shown, node = %owner, "owner changed: another node announces");
+                }
+                (None, Some(reason)) => {
+                    warn!(service = %decision.service, ip = %shown, reason = reason.as_label(), "nobody announces: {reason}");
+                }
+                (None, None) => {}
+            }
+            let Some(event) = &change.event else { continue };
+            let Some(service) = services.iter().find(|s| key_of(s) == decision.service) else {
+                continue;
+            };
+            self.publish_planned(service, event).await;
+        }
+    }
+
     fn note(&mut self, source: Source, ok: bool) {
         let was_healthy = self.failing.is_empty();
         self.metrics.observe_watch(source.as_label(), ok);

@@ -230,24 +230,7 @@ impl NdpRepr {
         let (source, destination) = (ip.get_source(), ip.get_destination());
         verify_checksum(icmp, &source, &destination)?;
 
-        let message = if solicit {
-            let ns = NeighborSolicitPacket::new(icmp).ok_or(truncated_icmp(icmp))?;
-            let source_ll =
-                link_layer_option(ns.get_options_raw(), NdpOptionTypes::SourceLLAddr.0)?;
-            NdpMessage::NeighborSolicit {
-                target: ns.get_target_addr(),
-                source_ll,
-            }
-        } else {
-            let na = NeighborAdvertPacket::new(icmp).ok_or(truncated_icmp(icmp))?;
-            let target_ll =
-                link_layer_option(na.get_options_raw(), NdpOptionTypes::TargetLLAddr.0)?;
-            NdpMessage::NeighborAdvert {
-                target: na.get_target_addr(),
-                flags: NeighborFlags::from_bits_truncate(na.get_flags()),
-                target_ll,
-            }
-        };
+        let message = message(icmp, solicit)?;
         let repr = NdpRepr {
             ethernet,
             source,
@@ -501,6 +484,28 @@ fn link_layer_option(options: &[u8], wanted: u8) -> Result<Option<MacAddr>, Wire
         at += bytes;
     }
     Ok(found)
+}
+
+/// The Neighbor Solicitation (`solicit`) or Advertisement in `icmp`, whose
+/// length, type, code and checksum were checked.
+fn message(icmp: &[u8], solicit: bool) -> Result<NdpMessage, WireError> {
+    let message = if solicit {
+        let ns = NeighborSolicitPacket::new(icmp).ok_or(truncated_icmp(icmp))?;
+        let source_ll = link_layer_option(ns.get_options_raw(), NdpOptionTypes::SourceLLAddr.0)?;
+        NdpMessage::NeighborSolicit {
+            target: ns.get_target_addr(),
+            source_ll,
+        }
+    } else {
+        let na = NeighborAdvertPacket::new(icmp).ok_or(truncated_icmp(icmp))?;
+        let target_ll = link_layer_option(na.get_options_raw(), NdpOptionTypes::TargetLLAddr.0)?;
+        NdpMessage::NeighborAdvert {
+            target: na.get_target_addr(),
+            flags: NeighborFlags::from_bits_truncate(na.get_flags()),
+            target_ll,
+        }
+    };
+    Ok(message)
 }
 
 #[cfg(test)]
