@@ -334,6 +334,30 @@ pub enum RequestProblem {
     },
 }
 
+/// The key of a Service object: its namespace and name.
+pub fn key_of(svc: &k8s_openapi::api::core::v1::Service) -> ServiceKey {
+    ServiceKey::new(
+        svc.metadata.namespace.as_deref().unwrap_or_default(),
+        svc.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The addresses in a Service's `status.loadBalancer.ingress`, in order;
+/// entries that are no address (a hostname, garbage) are skipped.
+pub fn ingress(svc: &k8s_openapi::api::core::v1::Service) -> Vec<IpAddr> {
+    svc.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|ingress| {
+            ingress
+                .iter()
+                .filter_map(|i| i.ip.as_deref()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Reads what a Service asks of ferrolb.
 ///
 /// A Service is ferrolb's when `spec.type` is `LoadBalancer` and

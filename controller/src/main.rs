@@ -17,7 +17,7 @@ use ferrolb_controller::metrics::{self, Metrics};
 use ferrolb_controller::namespaces::NamespaceLabels;
 use ferrolb_controller::plan::Desire;
 use ferrolb_controller::reconcile::{self, Context};
-use ferrolb_controller::{config_watch, preview, status};
+use ferrolb_controller::{config_watch, preview};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use kube::runtime::events::Reporter;
@@ -198,7 +198,10 @@ async fn preview_impact(config: &Config) -> anyhow::Result<Vec<String>> {
         .iter()
         .map(|s| {
             let labels = |n: &str| namespaces.get(n).cloned().unwrap_or_default();
-            (reconcile::desire(s, labels), status::observed(s))
+            (
+                reconcile::desire(s, labels),
+                ferrolb_config::request::ingress(s),
+            )
         })
         .collect();
     Ok(preview::preview(&config.pools, &desires)

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+pub use ferrolb_config::request::key_of;
 use ferrolb_config::request::{self, Served};
 use ferrolb_config::{ServiceKey, trim};
 use futures::{StreamExt, TryStreamExt};
@@ -22,7 +23,7 @@ use kube::runtime::controller::{self, Action};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -100,11 +101,6 @@ impl Context {
     }
 }
 
-/// The key of a Service object.
-pub fn key_of(service: &Service) -> ServiceKey {
-    ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any())
-}
-
 /// What ferrolb makes of a Service object, in a namespace with these
 /// labels.
 pub fn desire(
@@ -139,7 +135,7 @@ pub async fn restore(ctx: &Context) -> Result<usize, kube::Error> {
     let mut kept = 0;
     let mut allocator = ctx.allocator();
     for service in &services {
-        let observed = status::observed(service);
+        let observed = request::ingress(service);
         let Desire::Serve(request) = desire(service, |n| ctx.namespaces.of(n)) else {
             continue;
         };
@@ -163,7 +159,7 @@ pub async fn restore(ctx: &Context) -> Result<usize, kube::Error> {
 pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let key = key_of(&service);
     let desire = desire(&service, |n| ctx.namespaces.of(n));
-    let observed = status::observed(&service);
+    let observed = request::ingress(&service);
     let (plan, stats) = {
         let mut allocator = ctx.allocator();
         let plan = plan(&desire, &observed, &mut allocator);

@@ -1,28 +1,11 @@
-//! A Service's `status.loadBalancer` as ferrolb reads and writes it: the
-//! addresses it shows, the status ferrolb wants, and whether the two differ.
+//! A Service's `status.loadBalancer` as ferrolb writes it: the status
+//! ferrolb wants, and whether it differs from what the Service shows (read
+//! with `ferrolb_config::request::ingress`).
 //! Pure: no writes.
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Service};
-
-/// The addresses in a Service's `status.loadBalancer.ingress`, in order.
-/// Hostname-only entries and unparsable ones are not addresses ferrolb
-/// could have written, so they are skipped.
-pub fn observed(service: &Service) -> Vec<IpAddr> {
-    service
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .map(|ingress| {
-            ingress
-                .iter()
-                .filter_map(|i| i.ip.as_deref()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// The status ferrolb writes for `addresses` (IPv4 first): one ingress entry
 /// per address with `ipMode: VIP`, since traffic arrives with the external
@@ -90,7 +73,7 @@ mod tests {
             "2001:db8::5".parse().unwrap(),
         ];
         let svc = with_status(desired(&addrs));
-        assert_eq!(observed(&svc), addrs);
+        assert_eq!(ferrolb_config::request::ingress(&svc), addrs);
         assert!(!differs(&svc, &desired(&addrs)));
     }
 
@@ -124,6 +107,6 @@ mod tests {
                 ..Default::default()
             }]),
         });
-        assert!(observed(&svc).is_empty());
+        assert!(ferrolb_config::request::ingress(&svc).is_empty());
     }
 }

@@ -10,11 +10,11 @@
 //! here.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrolb_config::request::{self, Served};
+use ferrolb_config::request::{self, Served, key_of};
 use ferrolb_config::{Config, ServiceKey, last_good_configmap, trim};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -590,18 +590,9 @@ impl State {
                 ),
             )
         };
-        let holders = services.iter().filter(|service| {
-            service
-                .status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|l| l.ingress.as_ref())
-                .is_some_and(|i| {
-                    i.iter().any(|e| {
-                        e.ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok()) == Some(address)
-                    })
-                })
-        });
+        let holders = services
+            .iter()
+            .filter(|service| request::ingress(service).contains(&address));
         for service in holders {
             self.publish(
                 service,
@@ -851,10 +842,6 @@ fn ours(service: &Service) -> bool {
     !matches!(request::read(service), Ok(Served::NotOurs(_)))
 }
 
-fn key_of(service: &Service) -> ServiceKey {
-    ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any())
-}
-
 /// The Services ferrolb serves that hold addresses, with their endpoints
 /// and their namespace's labels.
 fn service_views(
@@ -888,16 +875,7 @@ fn service_views(
             let Ok(Served::Ours(request)) = request::read(service) else {
                 return None;
             };
-            let addresses: Vec<IpAddr> = service
-                .status
-                .as_ref()?
-                .load_balancer
-                .as_ref()?
-                .ingress
-                .as_ref()?
-                .iter()
-                .filter_map(|i| i.ip.as_deref()?.parse().ok())
-                .collect();
+            let addresses = request::ingress(service);
             if addresses.is_empty() {
                 return None;
             }

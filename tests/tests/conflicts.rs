@@ -14,11 +14,9 @@ use ferrolb_e2e::{Netns, wait_for};
 use k8s_openapi::api::core::v1::Service;
 
 fn ingress(svc: &Service) -> IpAddr {
-    svc.status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|l| l.ingress.as_ref())
-        .and_then(|i| i.first()?.ip.as_deref()?.parse().ok())
+    ferrolb_config::request::ingress(svc)
+        .first()
+        .copied()
         .expect("an ingress address")
 }
 

@@ -5,24 +5,12 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use ferrolb_config::request::ingress;
 use ferrolb_e2e::cluster::{Cluster, answers};
 use ferrolb_e2e::objects::LoadBalancer;
 use ferrolb_e2e::{Netns, wait_for};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-
-fn ingress(svc: &Service) -> Vec<IpAddr> {
-    svc.status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|l| l.ingress.as_ref())
-        .map(|i| {
-            i.iter()
-                .filter_map(|e| e.ip.as_deref()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// Waits until exactly one MAC answers for `ip` from the client, and returns
 /// the node it belongs to.
