@@ -69,7 +69,8 @@ async fn apply(
             warn!(configmap = %name, errors = errors.len(), "config rejected; the last good config keeps serving:\n{errors}");
             // The publisher cuts a long error list to the API server's limit.
             let note = format!("Config rejected, the last good config keeps serving: {errors}");
-            ctx.publish(config_map, EventType::Warning, "ConfigRejected", note);
+            ctx.events
+                .publish(config_map, EventType::Warning, "ConfigRejected", note);
             if current.borrow().is_none() {
                 serve_last_good(ctx, namespace, configmap, current).await;
             }

@@ -23,7 +23,7 @@ use kube::runtime::controller::{self, Action};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Client, Resource};
+use kube::Client;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -85,19 +85,6 @@ impl Context {
     /// consistent (every mutation is a pure call that completed or not).
     pub fn allocator(&self) -> MutexGuard<'_, Allocator> {
         self.allocator.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Tells an event while this replica leads (queued: never waits).
-    /// Returns whether it is new rather than a repeat counted in an existing
-    /// one's series.
-    pub fn publish<K: Resource<DynamicType = ()>>(
-        &self,
-        object: &K,
-        type_: EventType,
-        reason: &str,
-        note: String,
-    ) -> bool {
-        self.events.publish(object, type_, reason, note) == Publication::New
     }
 }
 
@@ -205,14 +192,16 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
             info!(service = %key, ip = %shown, pool = %pool, "allocated");
             ctx.metrics.allocated();
             let note = format!("Assigned {shown} from pool {pool}");
-            ctx.publish(service.as_ref(), EventType::Normal, "IPAllocated", note);
+            ctx.events
+                .publish(service.as_ref(), EventType::Normal, "IPAllocated", note);
         }
         Some(Notice::Extended { added, kept, pool }) => {
             let (added, kept) = (join(&added), join(&kept));
             info!(service = %key, ip = %added, kept = %kept, pool = %pool, "allocated the other family");
             ctx.metrics.allocated();
             let note = format!("Assigned {added} from pool {pool}, beside {kept}");
-            ctx.publish(service.as_ref(), EventType::Normal, "IPAllocated", note);
+            ctx.events
+                .publish(service.as_ref(), EventType::Normal, "IPAllocated", note);
         }
         Some(Notice::Moved { from, to, pool }) => {
             let (from, to) = (join(&from), join(&to));
@@ -221,19 +210,20 @@ pub async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Actio
             let note = format!(
                 "Address changed from {from} to {to} (pool {pool}): the old address is no longer allowed"
             );
-            ctx.publish(service.as_ref(), EventType::Warning, "IPChanged", note);
+            ctx.events
+                .publish(service.as_ref(), EventType::Warning, "IPChanged", note);
         }
         Some(Notice::Failed { reason, message }) => {
             // Counted and logged once per cause: a pending Service is
             // reconciled on every wake-up, and the repeat only adds to the
             // event's series.
-            let new_cause = ctx.publish(
+            let new_cause = ctx.events.publish(
                 service.as_ref(),
                 EventType::Warning,
                 "AllocationFailed",
                 message.clone(),
             );
-            if new_cause {
+            if new_cause == Publication::New {
                 warn!(service = %key, reason, "{message}");
                 ctx.metrics.failed(reason);
             }
