@@ -186,7 +186,19 @@ async fn a_leader_that_is_stopped_hands_the_lease_over() {
         after_release <= RETRY + MEASURE,
         "took the released Lease after {after_release:?}: the standby reads it every {RETRY:?}"
     );
-    assert_eq!(replicas[standby].readyz().await, Some(200));
+    // A new leader is ready once it has rebuilt its allocator from the
+    // Services' statuses (after the config and the Namespaces are read).
+    wait_for(
+        "the new leader to be ready",
+        Duration::from_secs(5),
+        || async {
+            match replicas[standby].readyz().await {
+                Some(200) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
 }
 
 /// What the Deployment's kubelet probes is what these tests check.
